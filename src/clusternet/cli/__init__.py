@@ -1,0 +1,1 @@
+"""Command-line entry points: ``clusternet`` and the kubectl plugin ``kubectl-clusternet``."""

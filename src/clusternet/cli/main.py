@@ -1,0 +1,25 @@
+"""The ``clusternet`` command (also installed as the kubectl plugin ``kubectl-clusternet``)."""
+
+from __future__ import annotations
+
+import typer
+
+from clusternet import __version__
+from clusternet.cli import local
+
+app = typer.Typer(
+    help="clusternet-py: manage many Kubernetes clusters as one.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(local.app, name="local")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
