@@ -21,8 +21,9 @@ from clusternet.local.environment import (
 )
 from clusternet.local.processes import ProcessExitedError
 
-app = typer.Typer(help="Run a parent and child clusters on this machine (127.0.0.1 only).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Run a parent and child clusters on this machine (127.0.0.1 only).", no_args_is_help=True
+)
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
@@ -65,7 +66,7 @@ def up(
     kubeconfig: Kubeconfig = default_kubeconfig(),  # noqa: B008
 ) -> None:
     """Start a parent and N child clusters (builds the binaries on first use)."""
-    started, log = _progress()
+    _, log = _progress()
     env = LocalEnvironment(run_dir=run_dir, kubeconfig=kubeconfig, log=log)
     options = Options(
         children=children,

@@ -54,6 +54,11 @@ class Component:
     # Extra files to keep beside the binaries: (source relative to a module dir in
     # GOMODCACHE, destination relative to the binary dir).
     module_files: tuple[tuple[str, str, str], ...] = ()
+    # The wrapper module under clusternet/local/gomod/ (default: the component's name).
+    wrapper: str = ""
+    # A binary of another version on $PATH is only a fallback for machines without Go
+    # (kubectl: the tests want the server's exact version, without skew warnings).
+    path_is_fallback: bool = False
 
     @property
     def key(self) -> str:
@@ -81,6 +86,15 @@ def _kubernetes_ldflags(version: str) -> tuple[str, ...]:
     return tuple(flags)
 
 
+# kubectl has its own cache folder so that adding it never forces a rebuild of the servers.
+KUBECTL = Component(
+    name="kubectl",
+    version=KUBERNETES_VERSION,
+    packages={"kubectl": "k8s.io/kubernetes/cmd/kubectl"},
+    ldflags=_kubernetes_ldflags(KUBERNETES_VERSION),
+    wrapper="kubernetes",
+    path_is_fallback=True,
+)
 KUBERNETES = Component(
     name="kubernetes",
     version=KUBERNETES_VERSION,
@@ -103,7 +117,7 @@ KWOK = Component(
     # kwok refuses to start without stage documents; keep the ones its module ships.
     module_files=(("sigs.k8s.io/kwok", "kustomize/stage", "stages"),),
 )
-CONTROL_PLANE: tuple[Component, ...] = (ETCD, KUBERNETES, KWOK)
+CONTROL_PLANE: tuple[Component, ...] = (ETCD, KUBERNETES, KWOK, KUBECTL)
 
 
 def cache_root() -> Path:
@@ -134,8 +148,9 @@ def _etcd_version_ok(path: str) -> bool:
     match = re.search(r"etcd Version:\s*(\d+)\.(\d+)\.(\d+)", out)
     if not match:
         return False
-    version = tuple(int(x) for x in match.groups())
-    minimum = _ETCD_MINIMUM.get(version[:2])
+    major, minor, patch = (int(x) for x in match.groups())
+    version = (major, minor, patch)
+    minimum = _ETCD_MINIMUM.get((major, minor))
     if minimum is not None:
         return version >= minimum
     return version >= (3, 6, 0)
@@ -163,9 +178,12 @@ class Toolbox:
         assets = os.environ.get("KUBEBUILDER_ASSETS")
         if assets and (Path(assets) / binary).is_file():
             return Path(assets) / binary
-        cached = self.bin_dir(self._component_of(binary)) / binary
+        component = self._component_of(binary)
+        cached = self.bin_dir(component) / binary
         if cached.is_file() and os.access(cached, os.X_OK):
             return cached
+        if component.path_is_fallback and go_available():
+            return None
         on_path = shutil.which(binary)
         if on_path and (binary != "etcd" or _etcd_version_ok(on_path)):
             return Path(on_path)
@@ -198,7 +216,7 @@ class Toolbox:
         workdir = Path(tempfile.mkdtemp(prefix=f".{component.key}.", dir=target.parent))
         try:
             module = workdir / "module"
-            _copy_wrapper(component.name, module)
+            _copy_wrapper(component.wrapper or component.name, module)
             out = workdir / "bin"
             out.mkdir()
             log_file = target.parent / f"{component.key}.build.log"
@@ -206,10 +224,16 @@ class Toolbox:
             self.log(f"building {component.key} from the Go module proxy (log: {log_file})")
             for binary, package in component.packages.items():
                 cmd = [
-                    "go", "build", "-mod=mod", "-trimpath",
-                    "-ldflags", " ".join(("-s", "-w", *component.ldflags)),
-                    "-o", str(out / binary), package,
-                ]  # fmt: skip
+                    "go",
+                    "build",
+                    "-mod=mod",
+                    "-trimpath",
+                    "-ldflags",
+                    " ".join(("-s", "-w", *component.ldflags)),
+                    "-o",
+                    str(out / binary),
+                    package,
+                ]
                 _run_logged(cmd, module, log_file)
             for module_path, inner, dest in component.module_files:
                 source = _module_dir(module, module_path) / inner
@@ -254,8 +278,12 @@ def _copy_wrapper(name: str, dest: Path) -> None:
 def _module_dir(wrapper: Path, module_path: str) -> Path:
     out = subprocess.run(
         ["go", "list", "-m", "-mod=mod", "-f", "{{.Dir}}", module_path],
-        cwd=wrapper, env=_go_env(), capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=wrapper,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0 or not out.stdout.strip():
         raise BuildError(f"cannot locate module {module_path}: {out.stderr.strip()}")
     return Path(out.stdout.strip())
@@ -286,7 +314,6 @@ def _missing_message(missing: list[str], toolbox: Toolbox) -> str:
         if any(b in component.packages for b in missing):
             binaries = ", ".join(component.binaries)
             lines.append(
-                f"  {binaries}: {component.version} "
-                f"(cached build: {toolbox.bin_dir(component)})"
+                f"  {binaries}: {component.version} (cached build: {toolbox.bin_dir(component)})"
             )
     return "\n".join(lines)

@@ -16,10 +16,11 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,11 @@ class Options:
             raise LocalEnvironmentError(
                 f"--nodes-per-child must be at least 1 (got {self.nodes_per_child})"
             )
-        for flag, value in (("--node-cpu", self.node_cpu), ("--node-memory", self.node_memory),
-                            ("--node-pods", self.node_pods)):  # fmt: skip
+        for flag, value in (
+            ("--node-cpu", self.node_cpu),
+            ("--node-memory", self.node_memory),
+            ("--node-pods", self.node_pods),
+        ):
             if not _QUANTITY.match(value):
                 raise LocalEnvironmentError(
                     f"{flag} {value!r} is not a Kubernetes quantity (examples: 8, 500m, 32Gi)"
@@ -315,22 +319,34 @@ class LocalEnvironment:
             peer = free_port()
             client = self.state.etcd_port
             argv = [
-                str(binary), "--name", "local",
-                "--data-dir", str(self.run_dir / "etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{client}",
-                "--advertise-client-urls", f"http://127.0.0.1:{client}",
-                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                "--initial-cluster", f"local=http://127.0.0.1:{peer}",
-                "--listen-metrics-urls", "",
+                str(binary),
+                "--name",
+                "local",
+                "--data-dir",
+                str(self.run_dir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"local=http://127.0.0.1:{peer}",
+                "--listen-metrics-urls",
+                "",
                 # Throwaway data: no fsync; the quota the kubernetes integration tests use.
-                "--unsafe-no-fsync", "--quota-backend-bytes", "8589934592",
-                "--log-level", "warn",
-            ]  # fmt: skip
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                "8589934592",
+                "--log-level",
+                "warn",
+            ]
             self.log(f"starting etcd on 127.0.0.1:{client}")
             record = self._record(processes.start("etcd", argv, self._logs("etcd")))
             try:
-                _wait(lambda: _etcd_healthy(client), 30, record, "etcd to become healthy")
+                _wait(partial(_etcd_healthy, client), 30, record, "etcd to become healthy")
                 return
             except processes.ProcessExitedError:
                 if attempt < 2 and "address already in use" in record.log_tail():
@@ -380,8 +396,9 @@ class LocalEnvironment:
     def _start_apiserver(self, cluster: ClusterState, pki: PKI, binary: Path) -> None:
         name = f"{cluster.name}/kube-apiserver"
         self.log(f"starting kube-apiserver of {cluster.name} on 127.0.0.1:{cluster.port}")
-        self._record(processes.start(name, self._apiserver_argv(cluster, pki, binary),
-                                     self._logs(name)))  # fmt: skip
+        self._record(
+            processes.start(name, self._apiserver_argv(cluster, pki, binary), self._logs(name))
+        )
 
     def _wait_apiserver(self, cluster: ClusterState, timeout: float) -> None:
         client = self.client(cluster)
@@ -389,28 +406,32 @@ class LocalEnvironment:
         for attempt in range(3):
             record = self._process(name)
             try:
-                _wait(lambda: _readyz(client), timeout, record, f"{name} /readyz")
+                _wait(partial(_readyz, client), timeout, record, f"{name} /readyz")
                 break
             except processes.ProcessExitedError as err:
-                tail = record.log_tail(60)
-                if "address already in use" in tail and not cluster.fixed_port:
-                    if attempt < 2:  # lost a race for the picked port: take another
-                        cluster.port = free_port()
-                        self._write_cluster_kubeconfig(cluster, PKI(self.run_dir / "pki"))
-                        client = self.client(cluster)
-                        argv = [a if not a.startswith("--secure-port=")
-                                else f"--secure-port={cluster.port}" for a in record.argv]  # fmt: skip
-                        self._record(processes.start(name, argv, self._logs(name)))
-                        continue
-                if "address already in use" in tail:
+                if "address already in use" not in record.log_tail(60):
+                    raise
+                if cluster.fixed_port or attempt == 2:
                     raise LocalEnvironmentError(
                         f"127.0.0.1:{cluster.port} is already in use: {name} cannot listen"
                     ) from err
-                raise
+                # Lost a race for the picked port to another process: take another one.
+                cluster.port = free_port()
+                self._write_cluster_kubeconfig(cluster, PKI(self.run_dir / "pki"))
+                client = self.client(cluster)
+                argv = [
+                    f"--secure-port={cluster.port}" if a.startswith("--secure-port=") else a
+                    for a in record.argv
+                ]
+                self._record(processes.start(name, argv, self._logs(name)))
         # The bootstrap controllers create these right after /readyz turns ok.
         for namespace in ("default", "kube-system"):
-            _wait(lambda ns=namespace: _exists(client, f"/api/v1/namespaces/{ns}"),
-                  timeout, self._process(name), f"namespace {namespace} in {cluster.name}")  # fmt: skip
+            _wait(
+                partial(_exists, client, f"/api/v1/namespaces/{namespace}"),
+                timeout,
+                self._process(name),
+                f"namespace {namespace} in {cluster.name}",
+            )
 
     # controllers ----------------------------------------------------------
 
@@ -518,16 +539,30 @@ class LocalEnvironment:
         kcm = self._process(f"{cluster.name}/kube-controller-manager")
         # The ServiceAccount controller of kube-controller-manager creates these; pods
         # cannot be created before.
-        _wait(lambda: _exists(client, "/api/v1/namespaces/default/serviceaccounts/default"),
-              timeout, kcm, f"ServiceAccount default/default in {cluster.name}")  # fmt: skip
+        _wait(
+            lambda: _exists(client, "/api/v1/namespaces/default/serviceaccounts/default"),
+            timeout,
+            kcm,
+            f"ServiceAccount default/default in {cluster.name}",
+        )
         if cluster.role == "child":
             kwok = self._process(f"{cluster.name}/kwok")
-            _wait(lambda: _nodes_ready(client, cluster.nodes), timeout, kwok,
-                  f"nodes of {cluster.name} to become Ready and untainted")  # fmt: skip
+            _wait(
+                lambda: _nodes_ready(client, cluster.nodes),
+                timeout,
+                kwok,
+                f"nodes of {cluster.name} to become Ready and untainted",
+            )
         else:
-            _wait(lambda: _exists(client, "/api/v1/namespaces/kube-system/configmaps/"
-                                  "extension-apiserver-authentication"),
-                  timeout, apiserver, "the aggregation-layer configmap in the parent")  # fmt: skip
+            _wait(
+                lambda: _exists(
+                    client,
+                    "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+                ),
+                timeout,
+                apiserver,
+                "the aggregation-layer configmap in the parent",
+            )
 
     # kubeconfigs ------------------------------------------------------------
 
@@ -541,8 +576,10 @@ class LocalEnvironment:
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         data = _kubeconfig(pki, self.state.clusters, PARENT)
         write_private(self.kubeconfig, yaml.safe_dump(data).encode())
-        self.log(f"kubeconfig with contexts {', '.join(c.name for c in self.state.clusters)}: "
-                 f"{self.kubeconfig}")  # fmt: skip
+        self.log(
+            f"kubeconfig with contexts {', '.join(c.name for c in self.state.clusters)}: "
+            f"{self.kubeconfig}"
+        )
 
     def client(self, cluster: ClusterState | str) -> RestClient:
         if isinstance(cluster, str):
@@ -595,9 +632,10 @@ class LocalEnvironment:
             alive = sum(p.alive() for p in latest.values())
             ready = "-"
             nodes = "-"
-            if latest.get(f"{cluster.name}/kube-apiserver") and latest[
-                f"{cluster.name}/kube-apiserver"
-            ].alive():
+            if (
+                latest.get(f"{cluster.name}/kube-apiserver")
+                and latest[f"{cluster.name}/kube-apiserver"].alive()
+            ):
                 client = self.client(cluster)
                 client.timeout = 3
                 ready = "ok" if _readyz(client) else "not ready"
@@ -628,8 +666,9 @@ def _tier(process_name: str) -> int:
     return 1 if process_name.endswith("/kube-apiserver") else 0
 
 
-def _wait(condition: Callable[[], bool], timeout: float, process: processes.ProcessRecord,
-          what: str) -> None:  # fmt: skip
+def _wait(
+    condition: Callable[[], bool], timeout: float, process: processes.ProcessRecord, what: str
+) -> None:
     """Wait for a condition, failing fast (with its log) if the process behind it dies."""
     deadline = time.monotonic() + timeout
     delay = 0.05
@@ -651,14 +690,15 @@ def _etcd_healthy(port: int) -> bool:
 
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-            return bool(json.loads(resp.read()).get("health") == "true")
+            health: Any = json.loads(resp.read())
+            return isinstance(health, dict) and health.get("health") == "true"
     except (OSError, ValueError):
         return False
 
 
 def _readyz(client: RestClient) -> bool:
     try:
-        return client.get("/readyz", timeout=3) == "ok"
+        return bool(client.get("/readyz", timeout=3) == "ok")
     except (OSError, APIError):
         return False
 
@@ -734,10 +774,3 @@ def _kubeconfig_points_to(path: Path, state: State) -> bool:
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return False
     return servers == {c.server for c in state.clusters}
-
-
-def iter_processes(state: State) -> Iterator[processes.ProcessRecord]:
-    latest: dict[str, processes.ProcessRecord] = {}
-    for record in state.processes:
-        latest[record.name] = record
-    yield from latest.values()

@@ -205,8 +205,9 @@ class PKI:
         front = CertificateAuthority.create("clusternet-local-front-proxy-ca")
         write_private(pki.front_proxy_ca_key, key_pem(front.key))
         pki.front_proxy_ca_cert.write_bytes(cert_pem(front.cert))
-        front.issue_to_files(root, "front-proxy-client", common_name=FRONT_PROXY_CLIENT_CN,
-                             client=True)  # fmt: skip
+        front.issue_to_files(
+            root, "front-proxy-client", common_name=FRONT_PROXY_CLIENT_CN, client=True
+        )
         ca.issue_to_files(
             root,
             "apiserver",
@@ -229,8 +230,9 @@ class PKI:
     def front_proxy_ca(self) -> CertificateAuthority:
         return CertificateAuthority.load(self.front_proxy_ca_cert, self.front_proxy_ca_key)
 
-    def serving_cert_for_service(self, directory: Path, stem: str, service: str,
-                                 namespace: str) -> tuple[Path, Path]:  # fmt: skip
+    def serving_cert_for_service(
+        self, directory: Path, stem: str, service: str, namespace: str
+    ) -> tuple[Path, Path]:
         """A serving cert an aggregated API server needs behind an ExternalName Service.
 
         The aggregator dials ``spec.externalName`` (localhost) but verifies the certificate

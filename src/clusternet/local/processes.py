@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,13 @@ class ProcessExitedError(RuntimeError):
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def start(name: str, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> ProcessRecord:  # fmt: skip
+def start(
+    name: str,
+    argv: Sequence[str],
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessRecord:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
@@ -128,10 +134,8 @@ def stop(records: Sequence[ProcessRecord], grace: float = 10.0) -> list[str]:
     for record in running:
         proc = _CHILDREN.pop(record.pid, None)
         if proc is not None:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
     deadline = time.monotonic() + 5
     while any(r.alive() for r in pending) and time.monotonic() < deadline:
         time.sleep(0.05)
