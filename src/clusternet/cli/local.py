@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Run a parent and child clusters on this machine (127.0.0.1 only).", no_args_is_help=True
 )
 err = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 RunDir = Annotated[
     Path,

@@ -590,6 +590,66 @@ class LocalEnvironment:
         pki = PKI(self.run_dir / "pki")
         return RestClient(cluster.server, pki.ca_cert, pki.admin_cert, pki.admin_key)
 
+    # ------------------------------------------------------------------ faults
+
+    def stop_process(self, name: str) -> None:
+        """Stop one process (e.g. ``child1/kube-apiserver``) to simulate an outage."""
+        processes.stop([self._live_state_process(name)])
+
+    def start_process(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped process again with the same flags (and port), and wait for it."""
+        state = self._require_state()
+        record = self._live_state_process(name)
+        if record.alive():
+            raise LocalEnvironmentError(f"{name} is already running (pid {record.pid})")
+        state.processes.append(processes.start(name, record.argv, Path(record.log)))
+        self._save_state()
+        if name.endswith("/kube-apiserver"):
+            cluster = state.cluster(name.split("/")[0])
+            _wait(
+                partial(_readyz, self.client(cluster)),
+                timeout,
+                self._process(name),
+                f"{name} /readyz",
+            )
+        elif name == "etcd":
+            _wait(
+                partial(_etcd_healthy, state.etcd_port),
+                timeout,
+                self._process(name),
+                "etcd to become healthy",
+            )
+
+    def restart_process(self, name: str, timeout: float = 120.0) -> None:
+        self.stop_process(name)
+        self.start_process(name, timeout)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd to its current revision; watchers from older versions then get 410.
+
+        Returns the revision compacted to.
+        """
+        state = self._require_state()
+        base = f"http://127.0.0.1:{state.etcd_port}/v3/kv"
+        header = _etcd_post(f"{base}/range", {"key": base64.b64encode(b"/").decode()})["header"]
+        revision = int(header["revision"])
+        _etcd_post(f"{base}/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def _require_state(self) -> State:
+        if self.state is None:
+            self.state = self.load_state()
+        if self.state is None:
+            raise LocalEnvironmentError(f"no local environment in {self.run_dir}")
+        return self.state
+
+    def _live_state_process(self, name: str) -> processes.ProcessRecord:
+        self._require_state()
+        try:
+            return self._process(name)
+        except KeyError:
+            raise LocalEnvironmentError(f"no process named {name!r} in this environment") from None
+
     # ------------------------------------------------------------------ down
 
     def down(self) -> list[str]:
@@ -694,6 +754,21 @@ def _etcd_healthy(port: int) -> bool:
             return isinstance(health, dict) and health.get("health") == "true"
     except (OSError, ValueError):
         return False
+
+
+def _etcd_post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A call to etcd's JSON gateway of its v3 API (no etcdctl needed)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+    return result
 
 
 def _readyz(client: RestClient) -> bool:
