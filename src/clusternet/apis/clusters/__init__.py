@@ -1,0 +1,1 @@
+"""API group package; the versions are submodules."""
