@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clusternet import __version__
-from clusternet.cli import local
+from clusternet.cli import install, local
 
 app = typer.Typer(
     help="clusternet-py: manage many Kubernetes clusters as one.",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(local.app, name="local")
+app.command("install")(install.command)
 
 
 @app.command()

@@ -10,6 +10,7 @@ API server are :class:`ApiError` subclasses; a cluster that does not answer rais
 :class:`ClusterUnreachable`.
 """
 
+from clusternet.kube._apply import Applied, apply_manifests, condition_true, wait_for
 from clusternet.kube._client import (
     KubeClient,
     Object,
@@ -56,6 +57,7 @@ __all__ = [
     "APIResource",
     "AlreadyExists",
     "ApiError",
+    "Applied",
     "BadRequest",
     "ClusterConfig",
     "ClusterUnreachable",
@@ -83,7 +85,10 @@ __all__ = [
     "Unauthorized",
     "UnknownKind",
     "WatchEvent",
+    "apply_manifests",
+    "condition_true",
     "in_cluster_config",
     "load_kubeconfig",
     "tls_context",
+    "wait_for",
 ]
