@@ -90,8 +90,8 @@ def test_child_install_gives_the_deployer_identity(clusters: Clusters) -> None:
     can = kubectl(
         "auth",
         "can-i",
-        "'*'",
-        "'*'",
+        "*",
+        "*",
         "--as",
         "system:serviceaccount:clusternet-system:clusternet-app-deployer",
         check=False,
