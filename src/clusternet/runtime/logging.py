@@ -62,3 +62,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # The HTTP stack logs every request at INFO: at heartbeat and watch rates across many
+    # clusters that drowns what matters. API traffic is measured by rest_client_* metrics.
+    for chatty in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
