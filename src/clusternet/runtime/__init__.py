@@ -1,9 +1,22 @@
-"""The controller runtime: work queues, reconcile workers, and the component process shell.
+"""The controller runtime: informers, work queues, reconcile workers, leader election, events,
+and the component process shell (flags, health and metrics endpoints, logging, signals).
 
-Nothing here talks to Kubernetes: the client layer (:mod:`clusternet.kube`) builds on it.
+API traffic goes through :mod:`clusternet.kube`; everything here is built on top of it.
 """
 
 from clusternet.runtime.clock import Clock, FakeClock, MonotonicClock
+from clusternet.runtime.events import EventRecorder, EventType, object_reference
+from clusternet.runtime.informer import (
+    DeletedFinalStateUnknown,
+    EventHandler,
+    Informer,
+    InformerKey,
+    MultiClusterInformers,
+    SharedInformerFactory,
+    Store,
+    object_key,
+)
+from clusternet.runtime.leaderelection import LeaderElector
 from clusternet.runtime.reconcile import Result, run_workers
 from clusternet.runtime.server import Component, HealthChecks, run_component, serve_component
 from clusternet.runtime.workqueue import (
@@ -20,16 +33,28 @@ __all__ = [
     "BucketRateLimiter",
     "Clock",
     "Component",
+    "DeletedFinalStateUnknown",
+    "EventHandler",
+    "EventRecorder",
+    "EventType",
     "FakeClock",
     "HealthChecks",
+    "Informer",
+    "InformerKey",
     "ItemExponentialFailureRateLimiter",
+    "LeaderElector",
     "MaxOfRateLimiter",
     "MonotonicClock",
+    "MultiClusterInformers",
     "QueueShutDown",
     "RateLimiter",
     "Result",
+    "SharedInformerFactory",
+    "Store",
     "WorkQueue",
     "default_controller_rate_limiter",
+    "object_key",
+    "object_reference",
     "run_component",
     "run_workers",
     "serve_component",
