@@ -1,0 +1,3 @@
+from clusternet.controllermanager.app import main
+
+main()

@@ -1,0 +1,256 @@
+"""``clusternet-controller-manager``: the parent-side controllers, under leader election.
+
+Flags are upstream's (spec §1.1, §1.4), so upstream Deployment manifests work unchanged, plus
+``--cluster-auto-approve`` to put cluster registration under an operator's control.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+import structlog
+
+from clusternet.apis import known
+from clusternet.controllermanager.clusterlifecycle import ClusterLifecycle
+from clusternet.controllermanager.crrapprover import RegistrationApprover
+from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
+from clusternet.runtime import (
+    Component,
+    EventRecorder,
+    LeaderElector,
+    SharedInformerFactory,
+    run_component,
+)
+from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
+
+log = structlog.get_logger(__name__)
+
+NAME: Final = known.CLUSTERNET_CONTROLLER_MANAGER_NAME
+KNOWN_CONTROLLERS: Final = (
+    "clusterdiscovery",
+    "clusterlifecycle",
+    "crrapprover",
+    "deployer",
+    "serviceimport",
+)
+# Controllers of upstream's controller-manager that other parts of this project provide, or
+# that are not available yet; enabling them is not an error, they are reported and skipped.
+_NOT_HERE: Final = {
+    "clusterdiscovery": "cluster-api discovery is not supported yet",
+    "deployer": "the deployer controllers are not part of this build yet",
+    "serviceimport": "the ServiceImport controller is not part of this build yet",
+}
+# Controllers that run only with a feature gate (spec §1.4, §1.6).
+_GATED: Final = {"deployer": "Deployer", "serviceimport": "MultiClusterService"}
+
+
+@dataclass(frozen=True)
+class Options:
+    common: CommonOptions
+    controllers: frozenset[str]
+    anonymous_auth_supported: bool
+    reserved_namespace: str
+    threadiness: int
+    cluster_api_kubeconfig: str | None
+    cluster_auto_approve: bool
+
+
+def parse_controllers(text: str) -> frozenset[str]:
+    """kube-controller-manager's ``--controllers``: ``*`` enables every controller, ``foo``
+    enables one, ``-foo`` disables one (winning over ``*``); unknown names are errors."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [i for i in items if i != "*" and i.removeprefix("-") not in KNOWN_CONTROLLERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown controller(s) {', '.join(unknown)} (known: {', '.join(KNOWN_CONTROLLERS)})"
+        )
+    disabled = {i[1:] for i in items if i.startswith("-")}
+    enabled = set(KNOWN_CONTROLLERS) if "*" in items else {i for i in items if i[0] != "-"}
+    return frozenset(enabled - disabled)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=NAME,
+        description="Runs the Clusternet controllers of the parent cluster: cluster "
+        "registration approval (crrapprover) and cluster health (clusterlifecycle).",
+    )
+    add_common_flags(parser, NAME, secure_port=10660)
+    group = parser.add_argument_group("controller manager")
+    group.add_argument(
+        "--controllers",
+        type=parse_controllers,
+        default=frozenset(KNOWN_CONTROLLERS),
+        metavar="LIST",
+        help="Comma-separated controllers to run: '*' for all, 'foo' enables, '-foo' "
+        f"disables. Known: {', '.join(KNOWN_CONTROLLERS)}. Default: *.",
+    )
+    group.add_argument(
+        "--cluster-auto-approve",
+        type=_bool,
+        metavar="BOOL",
+        nargs="?",
+        const=True,
+        default=True,
+        help="Approve every valid ClusterRegistrationRequest (true|false). When false, a "
+        "request waits until an operator sets its status.result to Approved.",
+    )
+    group.add_argument(
+        "--threadiness", type=_positive_int, default=10, metavar="N", help="Workers per controller."
+    )
+    group.add_argument(
+        "--anonymous-auth-supported",
+        type=_bool,
+        metavar="BOOL",
+        nargs="?",
+        const=True,
+        default=True,
+        help="Push through the socket proxy as system:anonymous (used by the deployer).",
+    )
+    group.add_argument(
+        "--reserved-namespace",
+        default=known.RESERVED_NAMESPACE,
+        metavar="NAMESPACE",
+        help="Namespace of the shadow objects' Manifests (used by the deployer).",
+    )
+    group.add_argument(
+        "--cluster-api-kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="Kubeconfig of a Cluster API management cluster for clusterdiscovery "
+        "(accepted; discovery is not supported yet).",
+    )
+    return parser
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return Options(
+        common=common_options(args, parser),
+        controllers=args.controllers,
+        anonymous_auth_supported=args.anonymous_auth_supported,
+        reserved_namespace=args.reserved_namespace,
+        threadiness=args.threadiness,
+        cluster_api_kubeconfig=args.cluster_api_kubeconfig or None,
+        cluster_auto_approve=args.cluster_auto_approve,
+    )
+
+
+def runnable_controllers(options: Options) -> list[str]:
+    """The enabled controllers this process runs; the others are logged once."""
+    gates = options.common.feature_gates
+    runnable = []
+    for name in sorted(options.controllers):
+        gate = _GATED.get(name)
+        if gate is not None and gate not in gates:
+            continue  # off unless its gate is on, as upstream
+        if name == "clusterdiscovery" and not options.cluster_api_kubeconfig:
+            continue  # only runs with --cluster-api-kubeconfig
+        if name in _NOT_HERE:
+            log.warning("controller not started", controller=name, reason=_NOT_HERE[name])
+            continue
+        runnable.append(name)
+    return runnable
+
+
+async def run_controllers(options: Options, client: KubeClient, recorder: EventRecorder) -> None:
+    gates = options.common.feature_gates
+    informers = SharedInformerFactory(client)
+    controllers: list[RegistrationApprover | ClusterLifecycle] = []
+    for name in runnable_controllers(options):
+        if name == "crrapprover":
+            controllers.append(
+                RegistrationApprover(
+                    client,
+                    informers,
+                    recorder,
+                    auto_approve=options.cluster_auto_approve,
+                    socket_connection="SocketConnection" in gates,
+                    cluster_init="ClusterInit" in gates,
+                )
+            )
+        elif name == "clusterlifecycle":
+            controllers.append(
+                ClusterLifecycle(client, informers, recorder, cluster_init="ClusterInit" in gates)
+            )
+    informers.start()
+    try:
+        if not await informers.wait_for_sync():
+            raise RuntimeError("informers stopped before they synced")
+        log.info("informers synced, starting controllers", controllers=len(controllers))
+        async with asyncio.TaskGroup() as group:
+            for controller in controllers:
+                group.create_task(controller.run(options.threadiness))
+    finally:
+        await informers.stop()
+
+
+async def serve(component: Component, options: Options) -> None:
+    common = options.common
+    config = load_kubeconfig(common.kubeconfig) if common.kubeconfig else in_cluster_config()
+    async with (
+        KubeClient(config, cluster="parent", user_agent=NAME) as client,
+        EventRecorder(client, component=NAME) as recorder,  # flushed before the client closes
+    ):
+        election = common.leader_election
+        if not election.enabled:
+            await run_controllers(options, client, recorder)
+            return
+        elector = LeaderElector(
+            client,
+            name=election.resource_name,
+            namespace=election.resource_namespace,
+            identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+            on_started_leading=lambda: run_controllers(options, client, recorder),
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        )
+        component.health.add_liveness_check("leader-election", elector.check)
+        await elector.run()
+        # Cancellation (SIGTERM) releases the lease and does not get here.  Losing the lease
+        # does: exit non-zero so the process is restarted as a fresh candidate, as upstream.
+        raise RuntimeError("leader election lost")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    options = parse_options(argv)
+    common = options.common
+
+    async def entry(component: Component) -> None:
+        await serve(component, options)
+
+    run_component(
+        entry,
+        name=NAME,
+        port=common.secure_port,
+        host=common.bind_address,
+        log_format="json" if common.log_format == "json" else "console",
+        log_level=common.log_level,
+    )
