@@ -1,0 +1,160 @@
+"""``clusternet-agent``: the process that joins a child cluster to its parent.
+
+Startup: read the cluster ID from the agent's Lease, campaign for that Lease (when
+``--leader-elect``), and while leading: register, keep ``child-cluster-deployer`` current and
+report the status.  Losing the lease ends the process (non-zero, as upstream and the kube
+components do) so that a fresh process campaigns with a clean slate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import NoReturn, TypeVar
+
+import structlog
+
+import clusternet
+from clusternet.agent.options import COMPONENT, AgentOptions, parse_options
+from clusternet.agent.registration import (
+    SERVICE_ACCOUNT_TOKEN_TYPE,
+    backoff_delays,
+    cluster_id,
+    keep_child_cluster_deployer,
+    register,
+)
+from clusternet.agent.reporter import StatusReporter
+from clusternet.agent.status import ReportSettings
+from clusternet.apis import known
+from clusternet.kube import (
+    ApiError,
+    ClusterConfig,
+    ClusterUnreachable,
+    KubeClient,
+    in_cluster_config,
+    load_kubeconfig,
+)
+from clusternet.runtime import Component, Informer, LeaderElector, run_component
+from clusternet.runtime.informer import InformerKey
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+class LeadershipLost(Exception):
+    """Another replica holds the lease now: this process must stop working."""
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    options = parse_options(argv)
+    common = options.common
+    run_component(
+        partial(run_agent, options),
+        name=COMPONENT,
+        port=common.secure_port,
+        host=common.bind_address,
+        log_format="json" if common.log_format == "json" else "console",
+        log_level=common.log_level,
+    )
+
+
+async def run_agent(options: AgentOptions, component: Component) -> None:
+    for item in options.malformed_labels:
+        log.warning("skipping malformed --cluster-labels item", item=item)
+    if options.use_metrics_server:
+        log.warning("--use-metrics-server is not supported yet: no pod or usage statistics")
+    if "Predictor" in options.common.feature_gates and not options.predictor_addr:
+        log.warning("no built-in predictor in this agent: set --predictor-addr to advertise one")
+    child_config = _child_config(options)
+    async with KubeClient(child_config, cluster="child", user_agent=COMPONENT) as child:
+        identity = await _retrying("read the cluster ID", lambda: cluster_id(child))
+        log.info("cluster ID", cluster_id=identity)
+        work = partial(_lead, options, child, child_config, identity)
+        election = options.common.leader_election
+        if not election.enabled:
+            await work()
+            return
+        elector = LeaderElector(
+            child,
+            name=election.resource_name,
+            namespace=election.resource_namespace,
+            identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+            on_started_leading=work,
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        )
+        component.health.add_liveness_check("leader-election", elector.check)
+        await elector.run()
+        raise LeadershipLost("lost the leader election lease")
+
+
+async def _lead(
+    options: AgentOptions, child: KubeClient, child_config: ClusterConfig, identity: str
+) -> None:
+    registration = await register(child, options, identity)
+    gates = options.common.feature_gates
+    settings = ReportSettings(
+        apiserver_url=child_config.server,
+        agent_version=f"v{clusternet.__version__}",
+        kube_qps=options.common.kube_api_qps,
+        kube_burst=options.common.kube_api_burst,
+        heartbeat_frequency_seconds=round(options.status_update_frequency),
+        app_pusher="AppPusher" in gates,
+        use_socket="SocketConnection" in gates,
+        predictor_address=options.predictor_address,
+        predictor_direct_access=options.predictor_direct_access,
+    )
+    nodes = Informer(child, InformerKey("v1", "Node"))
+    token_secrets = Informer(
+        child,
+        InformerKey(
+            "v1",
+            "Secret",
+            namespace=known.SYSTEM_NAMESPACE,
+            field_selector=f"type={SERVICE_ACCOUNT_TOKEN_TYPE}",
+        ),
+    )
+    async with (
+        KubeClient(registration.parent, cluster="parent", user_agent=COMPONENT) as parent,
+        asyncio.TaskGroup() as tasks,
+    ):
+        reporter = StatusReporter(
+            child=child,
+            parent=parent,
+            registration=registration,
+            nodes=nodes,
+            settings=settings,
+            collect_frequency=options.status_collect_frequency,
+            update_frequency=options.status_update_frequency,
+            label_prefixes=options.labels_aggregate_prefixes,
+            label_threshold=options.labels_aggregate_threshold,
+            environ=os.environ,
+        )
+        tasks.create_task(nodes.run())
+        tasks.create_task(token_secrets.run())
+        tasks.create_task(
+            keep_child_cluster_deployer(parent, token_secrets, registration, child_config.server)
+        )
+        tasks.create_task(reporter.run())
+
+
+def _child_config(options: AgentOptions) -> ClusterConfig:
+    if options.common.kubeconfig:
+        return load_kubeconfig(options.common.kubeconfig)
+    return in_cluster_config()
+
+
+async def _retrying(what: str, action: Callable[[], Awaitable[T]]) -> T:
+    """``action()`` until it succeeds: the child may be briefly unreachable at startup."""
+    for delay in backoff_delays(1.0, 30.0):
+        try:
+            return await action()
+        except (ApiError, ClusterUnreachable) as err:
+            log.warning(f"cannot {what}, retrying", error=str(err), retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: backoff_delays never ends")
