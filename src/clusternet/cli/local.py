@@ -62,6 +62,13 @@ def up(
         int, typer.Option(help="Port of the parent kube-apiserver (0: any free port).")
     ] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each step.")] = 180.0,
+    clusternet: Annotated[
+        bool,
+        typer.Option(
+            "--clusternet/--no-clusternet",
+            help="Install Clusternet and start its controller-manager and agents.",
+        ),
+    ] = True,
     run_dir: RunDir = default_run_dir(),  # noqa: B008
     kubeconfig: Kubeconfig = default_kubeconfig(),  # noqa: B008
 ) -> None:
@@ -76,6 +83,7 @@ def up(
         node_pods=node_pods,
         parent_port=parent_port,
         timeout=timeout,
+        clusternet=clusternet,
     )
     try:
         state = env.up(options)

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from clusternet.local import processes
+from clusternet.local import components, processes
 from clusternet.local._rest import APIError, RestClient
 from clusternet.local.binaries import Toolbox
 from clusternet.local.pki import PKI, write_private
@@ -60,6 +60,8 @@ class Options:
     node_pods: str = "110"
     parent_port: int = 0  # 0: pick a free port
     timeout: float = 180.0
+    # Install Clusternet and run its controller-manager and one agent per child.
+    clusternet: bool = True
 
     def validate(self) -> None:
         if self.children < 1:
@@ -113,6 +115,7 @@ class State:
     options: dict[str, Any]
     started_at: float
     timings: dict[str, float] = field(default_factory=dict)
+    bootstrap_token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -262,6 +265,11 @@ class LocalEnvironment:
             self._save_state()
             self._parallel(lambda c: self._wait_cluster_ready(c, options.timeout), clusters)
             timings["controllers_and_nodes"] = time.monotonic() - phase
+
+            if options.clusternet:
+                phase = time.monotonic()
+                self._start_clusternet(pki, options.timeout)
+                timings["clusternet"] = time.monotonic() - phase
 
             self._write_merged_kubeconfig(pki)
             timings["total"] = time.monotonic() - started
@@ -563,6 +571,45 @@ class LocalEnvironment:
                 apiserver,
                 "the aggregation-layer configmap in the parent",
             )
+
+    # clusternet -------------------------------------------------------------
+
+    def _start_clusternet(self, pki: PKI, timeout: float) -> None:
+        state = self._require_state()
+        parent = state.cluster(PARENT)
+        self.log("installing clusternet (CRDs, namespaces, RBAC)")
+        self._parallel(
+            lambda c: components.install(Path(c.kubeconfig), child=c.role == "child"),
+            state.clusters,
+        )
+        state.bootstrap_token = components.new_bootstrap_token()
+        parent_client = self.client(parent)
+        components.create_objects(
+            parent_client,
+            components.bootstrap_manifests(
+                state.bootstrap_token, parent.server, pki.ca_cert.read_bytes()
+            ),
+        )
+        name = f"{PARENT}/clusternet-controller-manager"
+        self.log("starting clusternet-controller-manager")
+        argv = components.controller_manager_argv(parent.kubeconfig, free_port())
+        watched = [self._record(processes.start(name, argv, self._logs(name)))]
+        for child in state.children:
+            name = f"{child.name}/clusternet-agent"
+            self.log(f"starting clusternet-agent of {child.name}")
+            argv = components.agent_argv(
+                child.kubeconfig, child.name, parent.server, state.bootstrap_token, free_port()
+            )
+            watched.append(self._record(processes.start(name, argv, self._logs(name))))
+        self._save_state()
+        wanted = {c.name for c in state.children}
+
+        def registered() -> bool:
+            for record in watched:  # fail fast, with its log, if any component dies
+                processes.check_running(record)
+            return wanted <= components.ready_clusters(parent_client)
+
+        _wait(registered, timeout, watched[0], "every child to register and become Ready")
 
     # kubeconfigs ------------------------------------------------------------
 
