@@ -26,7 +26,7 @@ import pytest
 
 from clusternet.apis import known
 from clusternet.apis.install import BOOTSTRAP_GROUP
-from clusternet.kube import ClusterConfig, Forbidden, KubeClient, PatchType, load_kubeconfig
+from clusternet.kube import ClusterConfig, Forbidden, KubeClient, load_kubeconfig
 from clusternet.local.environment import Options
 from clusternet.local.testing import Clusters, start_environment
 
@@ -234,6 +234,23 @@ def cluster_id_of(name: str) -> str:
     return name.removeprefix("clusternet-")
 
 
+def cli(parent: Parent, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clusternet.cli.main",
+            *args,
+            "--kubeconfig",
+            str(parent.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def can_i(parent: Parent, account: str, *args: str) -> str:
     kubectl = parent.clusters.kubectl("parent")
     return kubectl("auth", "can-i", *args, f"--as={account}", check=False).stdout.strip()
@@ -319,16 +336,6 @@ async def test_a_request_whose_name_and_cluster_id_disagree_is_denied(parent: Pa
 
 
 async def test_without_auto_approval_an_operator_decides(parent: Parent) -> None:
-    async def set_result(admin: KubeClient, name: str, status: Object) -> None:
-        await admin.patch(
-            CLUSTERS_API,
-            CRR,
-            name,
-            {"status": status},
-            subresource="status",
-            patch_type=PatchType.MERGE,
-        )
-
     with controller_manager(parent, "--cluster-auto-approve=false"):
         accepted = await register(parent, "accepted")
         rejected = await register(parent, "rejected")
@@ -339,8 +346,15 @@ async def test_without_auto_approval_an_operator_decides(parent: Parent) -> None
                     (await admin.get(CLUSTERS_API, CRR, name)).get("status") or {}
                 )
 
-            await set_result(admin, rejected, {"result": "Denied", "errorMessage": "not this one"})
-            await set_result(admin, accepted, {"result": "Approved"})
+            # The operator decides with the CLI (kubectl clusternet approve|deny).
+            assert cli(parent, "deny", rejected, "--reason", "not this one").returncode == 0
+            approved = cli(parent, "approve", accepted)
+            assert approved.stdout.strip() == f"clusterregistrationrequest/{accepted} approved"
+            again = cli(parent, "approve", accepted)
+            assert again.returncode == 1
+            assert "is already Approved: nothing to do" in again.stderr
+            missing = cli(parent, "approve", "clusternet-nope")
+            assert "no ClusterRegistrationRequest named 'clusternet-nope'" in missing.stderr
             status = await decision(admin, accepted)
 
             assert status["result"] == "Approved"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from clusternet.apis.install import child_manifests, parent_manifests
+from clusternet.cli._common import Kubeconfig, kubeconfig_path
 from clusternet.kube import (
     ApiError,
     Applied,
@@ -24,23 +25,14 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 async def install(kubeconfig: Path | None, context: str | None, child: bool) -> list[Applied]:
-    source = kubeconfig if kubeconfig is not None else _default_kubeconfig()
+    source = kubeconfig_path(kubeconfig)
     manifests = child_manifests() if child else parent_manifests()
     async with KubeClient.from_kubeconfig(source, context) as client, asyncio.timeout(120):
         return await apply_manifests(client, manifests, field_manager=FIELD_MANAGER)
 
 
-def _default_kubeconfig() -> Path:
-    import os
-
-    first = (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0]
-    return Path(first) if first else Path.home() / ".kube" / "config"
-
-
 def command(
-    kubeconfig: Annotated[
-        Path | None, typer.Option(help="Kubeconfig (default: $KUBECONFIG, ~/.kube/config).")
-    ] = None,
+    kubeconfig: Kubeconfig = None,
     context: Annotated[str | None, typer.Option(help="Context to install into.")] = None,
     child: Annotated[
         bool, typer.Option("--child", help="Install the child-cluster side (for the agent).")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clusternet import __version__
-from clusternet.cli import install, local
+from clusternet.cli import approval, install, local
 
 app = typer.Typer(
     help="clusternet-py: manage many Kubernetes clusters as one.",
@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 app.add_typer(local.app, name="local")
 app.command("install")(install.command)
+app.command("approve")(approval.approve)
+app.command("deny")(approval.deny)
 
 
 @app.command()
