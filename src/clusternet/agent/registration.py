@@ -276,16 +276,20 @@ async def _wait_for_result(parent: KubeClient, name: str) -> Object:
     identity must not be able to read other clusters' requests)."""
     log.info("waiting for the parent to approve the registration", request=name)
     loop = asyncio.get_running_loop()
-    next_reminder = loop.time() + 60
-    for delay in backoff_delays(0.1, 5.0):
+    started = loop.time()
+    next_reminder = started + 60
+    # Automatic approval takes about a second: ask often at first (at most once a second),
+    # then every 10 s, so that agents left pending for an operator cost the parent little.
+    quick, patient = backoff_delays(0.1, 1.0), backoff_delays(10.0, 10.0)
+    while True:
         request = await parent.get(CRR_API_VERSION, CRR_KIND, name)
         if is_decided(request):
             return request
-        if loop.time() >= next_reminder:
+        now = loop.time()
+        if now >= next_reminder:
             log.info("still waiting for the parent to approve the registration", request=name)
             next_reminder += 60
-        await asyncio.sleep(delay)
-    raise AssertionError("unreachable: backoff_delays never ends")
+        await asyncio.sleep(next(quick if now - started < 30 else patient))
 
 
 def approved_registration(request: Object, options: AgentOptions, cluster_id: str) -> Registration:
