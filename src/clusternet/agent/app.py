@@ -39,6 +39,7 @@ from clusternet.kube import (
     load_kubeconfig,
 )
 from clusternet.runtime import Component, Informer, LeaderElector, run_component
+from clusternet.runtime.apimetrics import APIRequestMetrics
 from clusternet.runtime.informer import InformerKey
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,9 @@ async def run_agent(options: AgentOptions, component: Component) -> None:
     if "Predictor" in options.common.feature_gates and not options.predictor_addr:
         log.warning("no built-in predictor in this agent: set --predictor-addr to advertise one")
     child_config = _child_config(options)
-    async with KubeClient(child_config, cluster="child", user_agent=COMPONENT) as child:
+    async with KubeClient(
+        child_config, cluster="child", user_agent=COMPONENT, observer=api_metrics
+    ) as child:
         identity = await _retrying("read the cluster ID", lambda: cluster_id(child))
         log.info("cluster ID", cluster_id=identity)
         work = partial(_lead, options, child, child_config, identity)
@@ -120,7 +123,9 @@ async def _lead(
         ),
     )
     async with (
-        KubeClient(registration.parent, cluster="parent", user_agent=COMPONENT) as parent,
+        KubeClient(
+            registration.parent, cluster="parent", user_agent=COMPONENT, observer=api_metrics
+        ) as parent,
         asyncio.TaskGroup() as tasks,
     ):
         reporter = StatusReporter(
@@ -158,3 +163,7 @@ async def _retrying(what: str, action: Callable[[], Awaitable[T]]) -> T:
             log.warning(f"cannot {what}, retrying", error=str(err), retry_in=round(delay, 1))
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: backoff_delays never ends")
+
+
+# One per process: rest_client_* metrics of the agent's traffic to the child and the parent.
+api_metrics = APIRequestMetrics()

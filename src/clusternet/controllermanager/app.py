@@ -27,6 +27,7 @@ from clusternet.runtime import (
     SharedInformerFactory,
     run_component,
 )
+from clusternet.runtime.apimetrics import APIRequestMetrics
 from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
 
 log = structlog.get_logger(__name__)
@@ -215,7 +216,9 @@ async def serve(component: Component, options: Options) -> None:
     common = options.common
     config = load_kubeconfig(common.kubeconfig) if common.kubeconfig else in_cluster_config()
     async with (
-        KubeClient(config, cluster="parent", user_agent=NAME) as client,
+        KubeClient(
+            config, cluster="parent", user_agent=NAME, observer=APIRequestMetrics()
+        ) as client,
         EventRecorder(client, component=NAME) as recorder,  # flushed before the client closes
     ):
         election = common.leader_election
