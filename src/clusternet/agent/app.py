@@ -29,6 +29,7 @@ from clusternet.agent.registration import (
 )
 from clusternet.agent.reporter import StatusReporter
 from clusternet.agent.status import ReportSettings
+from clusternet.agent.tunnel import new_tunnel_client
 from clusternet.apis import known
 from clusternet.kube import (
     ApiError,
@@ -146,6 +147,15 @@ async def _lead(
             keep_child_cluster_deployer(parent, token_secrets, registration, child_config.server)
         )
         tasks.create_task(reporter.run())
+        if settings.use_socket:
+            tunnel = new_tunnel_client(
+                registration.parent,
+                identity,
+                child_server=child_config.server,
+                predictor_address=options.predictor_address,
+                verbose=options.enable_tunnel_logging,
+            )
+            tasks.create_task(tunnel.run())
 
 
 def _child_config(options: AgentOptions) -> ClusterConfig:

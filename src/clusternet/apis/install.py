@@ -18,6 +18,10 @@ RESERVED_NAMESPACE: Final = "clusternet-reserved"
 BOOTSTRAP_GROUP: Final = "system:bootstrappers:clusternet:register-cluster-token"
 BOOTSTRAPPING_ROLE: Final = "clusternet:system:bootstrapping"
 APP_DEPLOYER: Final = "clusternet-app-deployer"
+SOCKETS_PROXY_ROLE: Final = "clusternet:system:socketsproxy"
+HUB_PROXY_SERVICE_ACCOUNT: Final = "clusternet-hub-proxy"
+# The user a socket-proxy caller impersonates; the child credentials travel as its extras.
+SOCKETS_PROXY_USER: Final = "clusternet"
 
 Manifest = dict[str, Any]
 
@@ -68,6 +72,92 @@ def parent_manifests() -> list[Manifest]:
             },
             "subjects": [
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": BOOTSTRAP_GROUP}
+            ],
+        },
+        *sockets_proxy_manifests(),
+    ]
+
+
+def sockets_proxy_manifests() -> list[Manifest]:
+    """Who may reach child clusters through ``sockets/<id>/proxy`` as user ``clusternet``.
+
+    Upstream binds this role to ``system:unauthenticated``, ``system:anonymous`` and
+    ``system:authenticated``: anyone who can reach the parent may then impersonate
+    ``clusternet`` and make the hub dial into every child, the child token being the only
+    check left.  Here it is bound only to user ``clusternet`` itself (after impersonation the
+    parent authorizes ``sockets/proxy`` for that user) and to ServiceAccount
+    ``clusternet-hub-proxy``; people and controllers that should use the proxy this way are
+    bound explicitly.  Per-cluster access needs no impersonation of ``clusternet``: a role
+    with ``sockets/proxy`` restricted to resourceNames [<clusterID>] (docs/hub.md).
+    """
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": HUB_PROXY_SERVICE_ACCOUNT,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": _labels(),
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": HUB_PROXY_SERVICE_ACCOUNT,
+                "namespace": SYSTEM_NAMESPACE,
+                "labels": _labels(),
+                "annotations": {"kubernetes.io/service-account.name": HUB_PROXY_SERVICE_ACCOUNT},
+            },
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": SOCKETS_PROXY_ROLE, "labels": _labels()},
+            "rules": [
+                {
+                    "apiGroups": [known.PROXIES_GROUP],
+                    "resources": ["sockets/proxy"],
+                    "verbs": ["*"],
+                },
+                {
+                    "apiGroups": [""],
+                    "resources": ["users"],
+                    "resourceNames": [SOCKETS_PROXY_USER],
+                    "verbs": ["impersonate"],
+                },
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": [
+                        "userextras/clusternet-token",
+                        "userextras/clusternet-certificate",
+                        "userextras/clusternet-privatekey",
+                    ],
+                    "verbs": ["impersonate"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": SOCKETS_PROXY_ROLE, "labels": _labels()},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": SOCKETS_PROXY_ROLE,
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": SOCKETS_PROXY_USER,
+                },
+                {
+                    "kind": "ServiceAccount",
+                    "name": HUB_PROXY_SERVICE_ACCOUNT,
+                    "namespace": SYSTEM_NAMESPACE,
+                },
             ],
         },
     ]

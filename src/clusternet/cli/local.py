@@ -1,4 +1,4 @@
-"""``clusternet local up|down|status|build``: a parent and children on this machine."""
+"""``clusternet local up|down|status|kubeconfig|build``: a parent and children on this machine."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
+from clusternet.local import components
+from clusternet.local._rest import APIError
 from clusternet.local.binaries import BuildError, MissingBinariesError, Toolbox
 from clusternet.local.environment import (
     LocalEnvironment,
@@ -19,6 +22,7 @@ from clusternet.local.environment import (
     default_kubeconfig,
     default_run_dir,
 )
+from clusternet.local.pki import PKI, write_private
 from clusternet.local.processes import ProcessExitedError
 
 app = typer.Typer(
@@ -121,6 +125,63 @@ def status(run_dir: RunDir = default_run_dir()) -> None:  # noqa: B008
     except LocalEnvironmentError as e:
         raise _fail(e) from None
     _print_status(env)
+
+
+@app.command()
+def kubeconfig(
+    via_hub: Annotated[
+        str,
+        typer.Option(
+            "--via-hub",
+            metavar="CHILD",
+            help="The child cluster to reach through the parent and clusternet-hub.",
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    run_dir: RunDir = default_run_dir(),  # noqa: B008
+) -> None:
+    """A kubeconfig for a child whose server is the parent's socket proxy to that child.
+
+    The parent admin certificate impersonates user `clusternet`; the child's
+    clusternet-app-deployer token travels as its `clusternet-token` extra.
+    """
+    env = LocalEnvironment(run_dir=run_dir)
+    try:
+        state = env.load_state()
+        if state is None:
+            raise LocalEnvironmentError(f"no local environment in {env.run_dir}")
+        children = [c.name for c in state.children]
+        if via_hub not in children:
+            raise LocalEnvironmentError(
+                f"{via_hub!r} is not a child of this environment (children: {', '.join(children)})"
+            )
+        ids = components.cluster_ids(env.client("parent"))
+        if via_hub not in ids:
+            raise LocalEnvironmentError(
+                f"{via_hub} has not registered with the parent (is clusternet running? "
+                "`clusternet local up` without --no-clusternet)"
+            )
+        pki = PKI(env.run_dir / "pki")
+        config = components.via_hub_kubeconfig(
+            parent_server=state.cluster("parent").server,
+            ca_pem=pki.ca_cert.read_bytes(),
+            client_cert_pem=pki.admin_cert.read_bytes(),
+            client_key_pem=pki.admin_key.read_bytes(),
+            cluster=via_hub,
+            cluster_id=ids[via_hub],
+            child_token=components.child_deployer_token(env.client(via_hub)),
+        )
+    except (LocalEnvironmentError, APIError, OSError) as e:
+        raise _fail(e) from None
+    text = yaml.safe_dump(config)
+    if output is None:
+        out.print(text, highlight=False, markup=False, end="")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_private(output, text.encode())  # it holds a key and a token
+    err.print(f"wrote {output} (context {via_hub}-via-hub)")
 
 
 @app.command()

@@ -3,8 +3,9 @@
 ``clusternet local up`` (unless ``--no-clusternet``) installs the CRDs and RBAC, creates a
 bootstrap token in the parent, publishes the parent's CA in ``kube-public/cluster-info`` (signed
 for that token by kube-controller-manager's bootstrapsigner, as kubeadm does), then starts
-``clusternet-controller-manager`` for the parent and one ``clusternet-agent`` per child, exactly
-as they would run in real clusters: separate processes that only talk to API servers.
+``clusternet-hub`` behind the parent's aggregator, ``clusternet-controller-manager`` for the
+parent and one ``clusternet-agent`` per child, exactly as they would run in real clusters:
+separate processes that only talk to API servers (the agents with their tunnels to the hub).
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import string
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 from clusternet.apis import known
-from clusternet.apis.install import BOOTSTRAP_GROUP, child_manifests, parent_manifests
+from clusternet.apis.install import (
+    APP_DEPLOYER,
+    BOOTSTRAP_GROUP,
+    child_manifests,
+    parent_manifests,
+)
 from clusternet.kube import KubeClient, apply_manifests
 from clusternet.local._rest import APIError, RestClient
 
@@ -146,7 +153,9 @@ def controller_manager_argv(kubeconfig: str, health_port: int) -> list[str]:
         f"--kubeconfig={kubeconfig}",
         f"--secure-port={health_port}",
         "--leader-elect=true",
-        "--feature-gates=Deployer=true,FeedInUseProtection=true,FeedInventory=true",
+        # SocketConnection: the approver grants each cluster its socket (spec §3.3).
+        "--feature-gates=Deployer=true,FeedInUseProtection=true,FeedInventory=true,"
+        "SocketConnection=true",
     ]
 
 
@@ -162,7 +171,7 @@ def agent_argv(
         f"--cluster-reg-token={token}",
         f"--cluster-reg-name={cluster}",
         "--cluster-sync-mode=Dual",
-        "--feature-gates=AppPusher=true",
+        "--feature-gates=AppPusher=true,SocketConnection=true",
         f"--secure-port={health_port}",
         "--leader-elect=true",
     ]
@@ -180,3 +189,173 @@ def ready_clusters(client: RestClient) -> set[str]:
         if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
             ready.add(item["metadata"].get("labels", {}).get(known.CLUSTER_NAME_LABEL, ""))
     return ready
+
+
+# -- clusternet-hub behind the parent's aggregator (local-control-planes.md §4) -----------------
+
+HUB_SERVICE = "clusternet-hub"
+HUB_APISERVICES = (f"v1alpha1.{known.PROXIES_GROUP}",)
+_APISERVICES_PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
+SOCKETS_PATH = f"/apis/{known.PROXIES_GROUP}/v1alpha1/sockets"
+
+
+def hub_argv(kubeconfig: str, port: int, cert_file: Path, key_file: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clusternet.hub",
+        f"--kubeconfig={kubeconfig}",
+        f"--secure-port={port}",
+        f"--tls-cert-file={cert_file}",
+        f"--tls-private-key-file={key_file}",
+        "--feature-gates=SocketConnection=true",
+    ]
+
+
+def hub_manifests(port: int, ca_pem: bytes) -> list[dict[str, Any]]:
+    """The Service and APIService that route ``proxies.clusternet.io`` to a hub on localhost.
+
+    The aggregator resolves an ExternalName Service to ``<externalName>:<APIService port>`` and
+    verifies the hub's certificate for ``<service>.<namespace>.svc`` with ``caBundle``;
+    Endpoints on 127.0.0.1 would be rejected by validation, so this is the loopback route.
+    """
+    service: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": HUB_SERVICE, "namespace": known.SYSTEM_NAMESPACE},
+        "spec": {"type": "ExternalName", "externalName": "localhost"},
+    }
+    apiservices = [
+        {
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": {"name": name},
+            "spec": {
+                "group": name.split(".", 1)[1],
+                "version": name.split(".", 1)[0],
+                "service": {
+                    "namespace": known.SYSTEM_NAMESPACE,
+                    "name": HUB_SERVICE,
+                    "port": port,
+                },
+                "caBundle": base64.b64encode(ca_pem).decode(),
+                "groupPriorityMinimum": 1000,
+                "versionPriority": 100,
+            },
+        }
+        for name in HUB_APISERVICES
+    ]
+    return [service, *apiservices]
+
+
+def register_hub(client: RestClient, port: int, ca_pem: bytes) -> None:
+    service, *apiservices = hub_manifests(port, ca_pem)
+    client.create_or_get(f"/api/v1/namespaces/{known.SYSTEM_NAMESPACE}/services", service)
+    for apiservice in apiservices:
+        try:
+            client.post(_APISERVICES_PATH, apiservice)
+        except APIError as err:
+            if err.status != 409:
+                raise
+            # Left over from an earlier hub, maybe on another port: point it at this one.
+            name = apiservice["metadata"]["name"]
+            client.patch(f"{_APISERVICES_PATH}/{name}", {"spec": apiservice["spec"]})
+
+
+def hub_apiservices_available(client: RestClient) -> bool:
+    for name in HUB_APISERVICES:
+        try:
+            conditions = client.get(f"{_APISERVICES_PATH}/{name}").get("status", {})
+        except (OSError, APIError):
+            return False
+        available = [c for c in conditions.get("conditions") or [] if c.get("type") == "Available"]
+        if not available or available[0].get("status") != "True":
+            return False
+    return True
+
+
+def delete_hub_apiservices(client: RestClient) -> None:
+    """Before the hub stops: an unavailable aggregated group breaks discovery for kubectl,
+    the garbage collector and the namespace controller."""
+    for name in HUB_APISERVICES:
+        try:
+            client.delete(f"{_APISERVICES_PATH}/{name}")
+        except APIError as err:
+            if err.status != 404:
+                raise
+
+
+def cluster_ids(client: RestClient) -> dict[str, str]:
+    """Cluster name -> cluster ID of every registered ManagedCluster."""
+    try:
+        listed = client.get(f"/apis/{known.CLUSTERS_GROUP}/v1beta1/managedclusters")
+    except (OSError, APIError):
+        return {}
+    ids = {}
+    for item in listed.get("items") or []:
+        labels = item["metadata"].get("labels", {})
+        if known.CLUSTER_NAME_LABEL in labels and known.CLUSTER_ID_LABEL in labels:
+            ids[labels[known.CLUSTER_NAME_LABEL]] = labels[known.CLUSTER_ID_LABEL]
+    return ids
+
+
+def tunnel_works(client: RestClient, cluster_id: str) -> bool:
+    """True when the child's /readyz answers through parent → hub → tunnel → child (the
+    child lets anonymous callers read /readyz, so no child credentials are needed)."""
+    try:
+        return bool(
+            client.get(f"{SOCKETS_PATH}/{cluster_id}/proxy/direct/readyz", timeout=5) == "ok"
+        )
+    except (OSError, APIError):
+        return False
+
+
+def via_hub_kubeconfig(
+    *,
+    parent_server: str,
+    ca_pem: bytes,
+    client_cert_pem: bytes,
+    client_key_pem: bytes,
+    cluster: str,
+    cluster_id: str,
+    child_token: str,
+) -> dict[str, Any]:
+    """A kubeconfig whose server is the child seen through the hub (spec §6.3).
+
+    The parent authenticates the client certificate, which impersonates user ``clusternet``
+    carrying the child's token as the ``clusternet-token`` extra; the hub presents that
+    token to the child.
+    """
+    name = f"{cluster}-via-hub"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": f"{parent_server}{SOCKETS_PATH}/{quote(cluster_id)}/proxy/direct",
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": name,
+                "user": {
+                    "client-certificate-data": base64.b64encode(client_cert_pem).decode(),
+                    "client-key-data": base64.b64encode(client_key_pem).decode(),
+                    "as": "clusternet",
+                    "as-user-extra": {"clusternet-token": [child_token]},
+                },
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+def child_deployer_token(child: RestClient) -> str:
+    """The token of the child's ``clusternet-app-deployer`` (cluster-admin in the child)."""
+    secret = child.get(f"/api/v1/namespaces/{known.SYSTEM_NAMESPACE}/secrets/{APP_DEPLOYER}")
+    return base64.b64decode(secret["data"]["token"]).decode()

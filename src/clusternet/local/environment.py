@@ -590,10 +590,11 @@ class LocalEnvironment:
                 state.bootstrap_token, parent.server, pki.ca_cert.read_bytes()
             ),
         )
+        hub = self._start_hub(pki, parent, timeout)
         name = f"{PARENT}/clusternet-controller-manager"
         self.log("starting clusternet-controller-manager")
         argv = components.controller_manager_argv(parent.kubeconfig, free_port())
-        watched = [self._record(processes.start(name, argv, self._logs(name)))]
+        watched = [hub, self._record(processes.start(name, argv, self._logs(name)))]
         for child in state.children:
             name = f"{child.name}/clusternet-agent"
             self.log(f"starting clusternet-agent of {child.name}")
@@ -609,7 +610,36 @@ class LocalEnvironment:
                 processes.check_running(record)
             return wanted <= components.ready_clusters(parent_client)
 
-        _wait(registered, timeout, watched[0], "every child to register and become Ready")
+        _wait(registered, timeout, watched[1], "every child to register and become Ready")
+        ids = components.cluster_ids(parent_client)
+
+        def connected() -> bool:
+            for record in watched:
+                processes.check_running(record)
+            return all(components.tunnel_works(parent_client, ids[c]) for c in wanted)
+
+        _wait(connected, timeout, hub, "every agent's tunnel to reach its child through the hub")
+
+    def _start_hub(self, pki: PKI, parent: ClusterState, timeout: float) -> processes.ProcessRecord:
+        """clusternet-hub on a free port, registered with the parent's aggregator."""
+        name = f"{PARENT}/{components.HUB_SERVICE}"
+        cert, key = pki.serving_cert_for_service(
+            pki.root, components.HUB_SERVICE, components.HUB_SERVICE, "clusternet-system"
+        )
+        port = free_port()
+        self.log(f"starting clusternet-hub on 127.0.0.1:{port}")
+        argv = components.hub_argv(parent.kubeconfig, port, cert, key)
+        record = self._record(processes.start(name, argv, self._logs(name)))
+        self._save_state()
+        client = self.client(parent)
+        components.register_hub(client, port, pki.ca_cert.read_bytes())
+        _wait(
+            partial(components.hub_apiservices_available, client),
+            timeout,
+            record,
+            "APIService v1alpha1.proxies.clusternet.io to become Available",
+        )
+        return record
 
     # kubeconfigs ------------------------------------------------------------
 
@@ -707,6 +737,7 @@ class LocalEnvironment:
         state = self.state or self.load_state()
         if state is None:
             return []
+        self._unregister_hub(state)
         # Stop clients first, then the apiservers, etcd last: an apiserver whose etcd is gone
         # hangs in its graceful shutdown until killed.
         stopped: list[str] = []
@@ -724,6 +755,19 @@ class LocalEnvironment:
         shutil.rmtree(state.run_dir, ignore_errors=True)
         self.state = None
         return stopped
+
+    def _unregister_hub(self, state: State) -> None:
+        """Delete the hub's APIServices while the parent still runs, before the hub stops:
+        an aggregated group without a backend breaks discovery in the parent."""
+        apiserver = [p for p in state.processes if p.name == f"{PARENT}/kube-apiserver"]
+        if not apiserver or not apiserver[-1].alive():
+            return
+        try:
+            client = self.client(state.cluster(PARENT))
+            client.timeout = 5
+            components.delete_hub_apiservices(client)
+        except (OSError, APIError) as err:
+            self.log(f"could not delete the hub's APIServices: {err}")
 
     # ------------------------------------------------------------------ status
 

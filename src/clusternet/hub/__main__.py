@@ -1,0 +1,5 @@
+"""``python -m clusternet.hub``: run clusternet-hub."""
+
+from clusternet.hub.app import main
+
+main()
