@@ -51,8 +51,8 @@ from clusternet.kube import (
     in_cluster_config,
     load_kubeconfig,
 )
-from clusternet.local.pki import CertificateAuthority, cert_pem, key_pem, write_private
 from clusternet.runtime import Component, Informer, InformerKey, run_component
+from clusternet.runtime.certs import CertificateAuthority, cert_pem, key_pem, write_private
 from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
 from clusternet.runtime.server import ComponentServer, HealthChecks
 from clusternet.tunnel import TunnelServer
