@@ -60,7 +60,7 @@ def test_up_twice_status_and_down_leave_nothing_behind(tmp_path: Path) -> None:
         assert sorted(contexts) == ["child1", "parent"]
 
         down = run("down", *flags, check=True)
-        assert "stopped 10 processes" in down.stderr  # 7 of Kubernetes, 3 of clusternet
+        assert "stopped 11 processes" in down.stderr  # 7 of Kubernetes, 4 of clusternet
         assert not run_dir.exists()
         assert not kubeconfig.exists()
         assert not [

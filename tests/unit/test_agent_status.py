@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from clusternet.agent.quantity import Quantity, add_quantities
 from clusternet.agent.status import (
     Probes,
     ReportSettings,
@@ -20,6 +19,7 @@ from clusternet.agent.status import (
     ready_condition,
     resource_totals,
 )
+from clusternet.apis.quantity import Quantity, add_quantities
 
 NOW = datetime(2025, 1, 1, 10, 0, 0, tzinfo=UTC)
 LATER = datetime(2025, 1, 1, 10, 3, 0, tzinfo=UTC)

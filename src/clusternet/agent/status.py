@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from clusternet.agent.quantity import add_quantities
 from clusternet.apis import known
+from clusternet.apis.quantity import add_quantities
 
 Object = dict[str, Any]
 

@@ -19,6 +19,7 @@ import structlog
 from clusternet.apis import known
 from clusternet.controllermanager.clusterlifecycle import ClusterLifecycle
 from clusternet.controllermanager.crrapprover import RegistrationApprover
+from clusternet.controllermanager.feedinventory import FeedInventoryController
 from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
 from clusternet.runtime import (
     Component,
@@ -44,9 +45,11 @@ KNOWN_CONTROLLERS: Final = (
 # that are not available yet; enabling them is not an error, they are reported and skipped.
 _NOT_HERE: Final = {
     "clusterdiscovery": "cluster-api discovery is not supported yet",
-    "deployer": "the deployer controllers are not part of this build yet",
     "serviceimport": "the ServiceImport controller is not part of this build yet",
 }
+_DEPLOYER_PARTIAL: Final = (
+    "of the deployer controllers only FeedInventory is in this build, and its gate is off"
+)
 # Controllers that run only with a feature gate (spec §1.4, §1.6).
 _GATED: Final = {"deployer": "Deployer", "serviceimport": "MultiClusterService"}
 
@@ -173,6 +176,10 @@ def runnable_controllers(options: Options) -> list[str]:
             continue  # off unless its gate is on, as upstream
         if name == "clusterdiscovery" and not options.cluster_api_kubeconfig:
             continue  # only runs with --cluster-api-kubeconfig
+        if name == "deployer" and "FeedInventory" not in gates:
+            # Of the deployer pipeline only the FeedInventory controller is in this build.
+            log.warning("controller not started", controller=name, reason=_DEPLOYER_PARTIAL)
+            continue
         if name in _NOT_HERE:
             log.warning("controller not started", controller=name, reason=_NOT_HERE[name])
             continue
@@ -183,7 +190,7 @@ def runnable_controllers(options: Options) -> list[str]:
 async def run_controllers(options: Options, client: KubeClient, recorder: EventRecorder) -> None:
     gates = options.common.feature_gates
     informers = SharedInformerFactory(client)
-    controllers: list[RegistrationApprover | ClusterLifecycle] = []
+    controllers: list[RegistrationApprover | ClusterLifecycle | FeedInventoryController] = []
     for name in runnable_controllers(options):
         if name == "crrapprover":
             controllers.append(
@@ -199,6 +206,12 @@ async def run_controllers(options: Options, client: KubeClient, recorder: EventR
         elif name == "clusterlifecycle":
             controllers.append(
                 ClusterLifecycle(client, informers, recorder, cluster_init="ClusterInit" in gates)
+            )
+        elif name == "deployer":  # runnable only with gate FeedInventory: that part of it
+            controllers.append(
+                FeedInventoryController(
+                    client, informers, recorder, reserved_namespace=options.reserved_namespace
+                )
             )
     informers.start()
     try:

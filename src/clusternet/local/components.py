@@ -159,6 +159,17 @@ def controller_manager_argv(kubeconfig: str, health_port: int) -> list[str]:
     ]
 
 
+def scheduler_argv(kubeconfig: str, health_port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clusternet.scheduler",
+        f"--kubeconfig={kubeconfig}",
+        f"--secure-port={health_port}",
+        "--leader-elect=true",
+    ]
+
+
 def agent_argv(
     kubeconfig: str, cluster: str, parent_url: str, token: str, health_port: int
 ) -> list[str]:

@@ -595,6 +595,10 @@ class LocalEnvironment:
         self.log("starting clusternet-controller-manager")
         argv = components.controller_manager_argv(parent.kubeconfig, free_port())
         watched = [hub, self._record(processes.start(name, argv, self._logs(name)))]
+        name = f"{PARENT}/clusternet-scheduler"
+        self.log("starting clusternet-scheduler")
+        argv = components.scheduler_argv(parent.kubeconfig, free_port())
+        watched.append(self._record(processes.start(name, argv, self._logs(name))))
         for child in state.children:
             name = f"{child.name}/clusternet-agent"
             self.log(f"starting clusternet-agent of {child.name}")

@@ -21,6 +21,7 @@ from clusternet.apis.core import (
 from clusternet.apis.meta import (
     AGE_COLUMN,
     Bytes,
+    Condition,
     CRDInfo,
     FreeFormObject,
     Int32,
@@ -165,6 +166,9 @@ class SubscriptionStatus(KubeModel):
     desired_releases: int | None = None
     completed_releases: int | None = None
     aggregated_statuses: list[AggregatedStatus] | None = None
+    conditions: list[Condition] | None = None
+    """Ours (upstream has none): ``Scheduled`` with the reason of every placement decision,
+    ``Deployed`` with where the feeds are (not) running yet."""
 
 
 class Subscription(KubeObject):

@@ -1,0 +1,1 @@
+"""clusternet-scheduler: the plugin framework, the algorithm and the process (spec §5)."""

@@ -1,0 +1,3 @@
+from clusternet.scheduler.app import main
+
+main()
