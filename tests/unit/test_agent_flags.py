@@ -71,7 +71,7 @@ def test_defaults_are_upstreams() -> None:
         ([*REQUIRED, "--labels-aggregate-threshold=1.5"], "between 0 and 1"),
         ([*REQUIRED, "--cluster-status-update-frequency=0"], "must be positive"),
         ([*REQUIRED, "--cluster-status-collect-frequency=5x"], "invalid duration"),
-        ([*REQUIRED, "--predictor-port=0"], "is not a TCP port"),
+        ([*REQUIRED, "--predictor-port=65536"], "is not a TCP port"),
         ([*REQUIRED, "--feature-gates=NoSuchGate=true"], "unknown feature gate"),
         ([*REQUIRED, "--cluster-reg-parent-ca-file=/nonexistent/ca.crt"], "cannot read"),
     ],
@@ -148,9 +148,18 @@ def test_parent_ca_file_must_hold_a_pem_certificate(
     assert parse_options([*REQUIRED, f"--cluster-reg-parent-ca-file={garbage}"]).parent_ca == pem
 
 
-def test_predictor_is_advertised_only_with_the_gate_and_an_address() -> None:
-    assert parse_options([*REQUIRED, "--predictor-addr=http://p:8080"]).predictor_address is None
+def test_an_external_predictor_is_advertised_only_with_the_gate() -> None:
+    ungated = parse_options([*REQUIRED, "--predictor-addr=http://p:8080"])
+    assert (ungated.external_predictor_address, ungated.serves_predictor) == (None, False)
     gated = parse_options(
         [*REQUIRED, "--predictor-addr=http://p:8080", "--feature-gates=Predictor=true"]
     )
-    assert gated.predictor_address == "http://p:8080"
+    assert (gated.external_predictor_address, gated.serves_predictor) == ("http://p:8080", False)
+
+
+def test_the_gate_without_an_address_serves_the_built_in_predictor() -> None:
+    options = parse_options([*REQUIRED, "--feature-gates=Predictor=true", "--predictor-port=0"])
+    assert options.serves_predictor is True
+    assert options.external_predictor_address is None
+    assert options.predictor_port == 0  # any free port
+    assert parse_options(REQUIRED).serves_predictor is False

@@ -1,14 +1,16 @@
 """``clusternet-agent``: the process that joins a child cluster to its parent.
 
 Startup: read the cluster ID from the agent's Lease, campaign for that Lease (when
-``--leader-elect``), and while leading: register, keep ``child-cluster-deployer`` current and
-report the status.  Losing the lease ends the process (non-zero, as upstream and the kube
+``--leader-elect``), and while leading: register, keep ``child-cluster-deployer`` current,
+report the status and, with gate ``Predictor`` and no ``--predictor-addr``, serve the built-in
+replica predictor.  Losing the lease ends the process (non-zero, as upstream and the kube
 components do) so that a fresh process campaigns with a clean slate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -20,8 +22,10 @@ import structlog
 
 import clusternet
 from clusternet.agent.options import COMPONENT, AgentOptions, parse_options
+from clusternet.agent.predictor_server import PredictorServer
 from clusternet.agent.registration import (
     SERVICE_ACCOUNT_TOKEN_TYPE,
+    Registration,
     backoff_delays,
     cluster_id,
     keep_child_cluster_deployer,
@@ -39,12 +43,15 @@ from clusternet.kube import (
     in_cluster_config,
     load_kubeconfig,
 )
-from clusternet.runtime import Component, Informer, LeaderElector, run_component
+from clusternet.runtime import Component, LeaderElector, SharedInformerFactory, run_component
 from clusternet.runtime.apimetrics import APIRequestMetrics
-from clusternet.runtime.informer import InformerKey
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+
+# Loopback only: the hub reaches the built-in predictor through this agent's tunnel, and a
+# scheduler with direct access must run beside the agent (upstream advertises localhost too).
+PREDICTOR_HOST = "127.0.0.1"
 
 
 class LeadershipLost(Exception):
@@ -69,8 +76,6 @@ async def run_agent(options: AgentOptions, component: Component) -> None:
         log.warning("skipping malformed --cluster-labels item", item=item)
     if options.use_metrics_server:
         log.warning("--use-metrics-server is not supported yet: no pod or usage statistics")
-    if "Predictor" in options.common.feature_gates and not options.predictor_addr:
-        log.warning("no built-in predictor in this agent: set --predictor-addr to advertise one")
     child_config = _child_config(options)
     async with KubeClient(
         child_config, cluster="child", user_agent=COMPONENT, observer=api_metrics
@@ -101,6 +106,30 @@ async def _lead(
     options: AgentOptions, child: KubeClient, child_config: ClusterConfig, identity: str
 ) -> None:
     registration = await register(child, options, identity)
+    # The status reporter and the predictor share one Node watch.
+    informers = SharedInformerFactory(child)
+    predictor = PredictorServer(informers) if options.serves_predictor else None
+    predictor_address = options.external_predictor_address
+    async with contextlib.AsyncExitStack() as cleanup:
+        if predictor is not None:
+            # Before anything reports or tunnels: the address holds the port actually bound.
+            port = await predictor.start(PREDICTOR_HOST, options.predictor_port)
+            cleanup.push_async_callback(predictor.stop)
+            predictor_address = f"http://{PREDICTOR_HOST}:{port}"
+        await _serve(options, child, child_config, identity, registration, informers,
+                     predictor_address)  # fmt: skip
+
+
+async def _serve(
+    options: AgentOptions,
+    child: KubeClient,
+    child_config: ClusterConfig,
+    identity: str,
+    registration: Registration,
+    informers: SharedInformerFactory,
+    predictor_address: str | None,
+) -> None:
+    """Report status, keep the deployer credentials current and hold the tunnel."""
     gates = options.common.feature_gates
     settings = ReportSettings(
         apiserver_url=child_config.server,
@@ -110,18 +139,15 @@ async def _lead(
         heartbeat_frequency_seconds=round(options.status_update_frequency),
         app_pusher="AppPusher" in gates,
         use_socket="SocketConnection" in gates,
-        predictor_address=options.predictor_address,
+        predictor_address=predictor_address,
         predictor_direct_access=options.predictor_direct_access,
     )
-    nodes = Informer(child, InformerKey("v1", "Node"))
-    token_secrets = Informer(
-        child,
-        InformerKey(
-            "v1",
-            "Secret",
-            namespace=known.SYSTEM_NAMESPACE,
-            field_selector=f"type={SERVICE_ACCOUNT_TOKEN_TYPE}",
-        ),
+    nodes = informers.informer("v1", "Node")
+    token_secrets = informers.informer(
+        "v1",
+        "Secret",
+        namespace=known.SYSTEM_NAMESPACE,
+        field_selector=f"type={SERVICE_ACCOUNT_TOKEN_TYPE}",
     )
     async with (
         KubeClient(
@@ -141,8 +167,9 @@ async def _lead(
             label_threshold=options.labels_aggregate_threshold,
             environ=os.environ,
         )
-        tasks.create_task(nodes.run())
-        tasks.create_task(token_secrets.run())
+        # Run here rather than by informers.start(): a failing informer ends the lead.
+        for informer in informers.informers.values():
+            tasks.create_task(informer.run())
         tasks.create_task(
             keep_child_cluster_deployer(parent, token_secrets, registration, child_config.server)
         )
@@ -152,7 +179,7 @@ async def _lead(
                 registration.parent,
                 identity,
                 child_server=child_config.server,
-                predictor_address=options.predictor_address,
+                predictor_address=predictor_address,
                 verbose=options.enable_tunnel_logging,
             )
             tasks.create_task(tunnel.run())

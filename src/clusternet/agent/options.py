@@ -57,11 +57,18 @@ class AgentOptions:
     malformed_labels: tuple[str, ...] = ()  # skipped --cluster-labels items, to warn about
 
     @property
-    def predictor_address(self) -> str | None:
-        """The predictor to advertise: only an external one, as this agent serves none."""
-        if "Predictor" not in self.common.feature_gates or not self.predictor_addr:
-            return None
-        return self.predictor_addr
+    def predictor_enabled(self) -> bool:
+        return "Predictor" in self.common.feature_gates
+
+    @property
+    def serves_predictor(self) -> bool:
+        """Whether this agent serves the built-in predictor: gate on, no external one named."""
+        return self.predictor_enabled and not self.predictor_addr
+
+    @property
+    def external_predictor_address(self) -> str | None:
+        """The external predictor to advertise (``--predictor-addr``), if the gate is on."""
+        return self.predictor_addr if self.predictor_enabled and self.predictor_addr else None
 
 
 def _bool(text: str) -> bool:
@@ -130,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     _flag_bool(status, "--use-metrics-server", "Report pod and usage statistics (unsupported).")
     predictor = parser.add_argument_group("predictor")
     predictor.add_argument("--predictor-addr", default="", help="External predictor URL.")
-    predictor.add_argument("--predictor-port", type=int, default=8080)
+    predictor.add_argument(
+        "--predictor-port",
+        type=int,
+        default=8080,
+        help="Port of the built-in predictor on 127.0.0.1 (0: any free port).",
+    )
     _flag_bool(predictor, "--predictor-direct-access", "Scheduler calls the predictor directly.")
     _flag_bool(parser.add_argument_group("tunnel"), "--enable-tunnel-logging", "Verbose tunnel.")
     return parser
@@ -189,7 +201,7 @@ def parse_options(argv: Sequence[str] | None = None) -> AgentOptions:
     ):
         if seconds <= 0:
             parser.error(f"{flag} must be positive")
-    if not 0 < args.predictor_port < 65536:
+    if not 0 <= args.predictor_port < 65536:
         parser.error(f"--predictor-port {args.predictor_port} is not a TCP port")
 
     labels, malformed = parse_labels(args.cluster_labels)

@@ -6,7 +6,7 @@ The agent starts it when gate ``Predictor`` is on and no ``--predictor-addr`` is
     informers = SharedInformerFactory(child_client)
     server = PredictorServer(informers)      # asks for the Node and Pod informers
     informers.start()
-    await server.start(host="0.0.0.0", port=options.predictor_port)
+    port = await server.start(host="127.0.0.1", port=options.predictor_port)
     ...
     await server.stop()
 """

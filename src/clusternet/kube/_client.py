@@ -392,9 +392,11 @@ class KubeClient:
         body: Any = None,
         content_type: str = _JSON,
         accept: str = _JSON,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Any path (``/readyz``, ``/version``, a proxy subresource): the decoded JSON body,
-        or the text if the response is not JSON."""
+        or the text if the response is not JSON.  ``headers`` go along as they are (e.g. to
+        a service behind a proxy path)."""
         response = await self._send(
             method.lower(),
             path.split("?")[0],
@@ -404,6 +406,7 @@ class KubeClient:
             body=body,
             content_type=content_type,
             accept=accept,
+            headers=headers,
         )
         if "json" in response.headers.get("Content-Type", ""):
             return response.json()
@@ -465,8 +468,9 @@ class KubeClient:
         accept: str = _JSON,
         stream: bool = False,
         timeouts: httpx2.Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx2.Response:
-        headers = {"Accept": accept}
+        headers = {**(headers or {}), "Accept": accept}
         content = None
         if body is not None:
             content = body if isinstance(body, bytes) else json.dumps(body).encode()
