@@ -188,6 +188,22 @@ async def test_replication_taints_tolerations_and_selectors(
         assert message.startswith(f"0/{total} clusters are available: ")
         assert "1 cluster(s) had taint {maint: }, that the subscription didn't tolerate" in message
         assert f"{total - 1} cluster(s) didn't match the subscribers' cluster affinity" in message
+
+        # The same reasons are on the Subscription itself, in its Scheduled condition.
+        def scheduled(sub: dict[str, Any]) -> dict[str, Any]:
+            conditions = (sub.get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Scheduled"), {})
+
+        unplaced = await wait_subscription(
+            clusters, namespace, "edge-only", lambda s: scheduled(s).get("status") == "False",
+            scheduler,
+        )  # fmt: skip
+        assert scheduled(unplaced)["message"].startswith(f"0/{total} clusters are available: ")
+        placed = await wait_subscription(
+            clusters, namespace, "everywhere", lambda s: scheduled(s).get("status") == "True",
+            scheduler,
+        )  # fmt: skip
+        assert scheduled(placed)["reason"] == "Scheduled"
     finally:
         taint(clusters, one, [])
         label(clusters, one, f"{role}-")
