@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
@@ -24,12 +22,12 @@ from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
 from clusternet.runtime import (
     Component,
     EventRecorder,
-    LeaderElector,
     SharedInformerFactory,
     run_component,
 )
 from clusternet.runtime.apimetrics import APIRequestMetrics
 from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
+from clusternet.runtime.leaderelection import run_while_leading
 
 log = structlog.get_logger(__name__)
 
@@ -234,25 +232,12 @@ async def serve(component: Component, options: Options) -> None:
         ) as client,
         EventRecorder(client, component=NAME) as recorder,  # flushed before the client closes
     ):
-        election = common.leader_election
-        if not election.enabled:
-            await run_controllers(options, client, recorder)
-            return
-        elector = LeaderElector(
+        await run_while_leading(
             client,
-            name=election.resource_name,
-            namespace=election.resource_namespace,
-            identity=f"{socket.gethostname()}_{uuid.uuid4()}",
-            on_started_leading=lambda: run_controllers(options, client, recorder),
-            lease_duration=election.lease_duration,
-            renew_deadline=election.renew_deadline,
-            retry_period=election.retry_period,
+            common.leader_election,
+            lambda: run_controllers(options, client, recorder),
+            health=component.health,
         )
-        component.health.add_liveness_check("leader-election", elector.check)
-        await elector.run()
-        # Cancellation (SIGTERM) releases the lease and does not get here.  Losing the lease
-        # does: exit non-zero so the process is restarted as a fresh candidate, as upstream.
-        raise RuntimeError("leader election lost")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

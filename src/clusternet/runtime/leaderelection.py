@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -25,10 +27,12 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
-from clusternet.kube import AlreadyExists, ApiError, Conflict, NotFound, Object
+from clusternet.kube import AlreadyExists, ApiError, Conflict, KubeClient, NotFound, Object
 from clusternet.runtime._clockwait import before, cancel_and_wait, sleep
 from clusternet.runtime.clock import Clock, MonotonicClock
+from clusternet.runtime.flags import LeaderElection
 from clusternet.runtime.metrics import PerRegistry
+from clusternet.runtime.server import HealthChecks
 
 log = structlog.get_logger(__name__)
 
@@ -291,3 +295,38 @@ class LeaderElector:
 
     async def _sleep(self, seconds: float) -> None:
         await sleep(self._clock, seconds)
+
+
+class LeadershipLost(RuntimeError):
+    """The lease was lost: exit so that the process restarts as a fresh candidate."""
+
+
+async def run_while_leading(
+    client: KubeClient,
+    election: LeaderElection,
+    work: Callable[[], Coroutine[Any, Any, None]],
+    *,
+    health: HealthChecks | None = None,
+) -> None:
+    """Run ``work`` as a component's flags say (``--leader-elect`` and friends, a
+    :class:`clusternet.runtime.flags.LeaderElection`): directly, or only while holding the
+    Lease.  Cancellation (SIGTERM) releases the lease and returns; losing it raises
+    :class:`LeadershipLost`, as upstream's components exit to start over as candidates.
+    """
+    if not election.enabled:
+        await work()
+        return
+    elector = LeaderElector(
+        client,
+        name=election.resource_name,
+        namespace=election.resource_namespace,
+        identity=f"{socket.gethostname()}_{uuid.uuid4()}",
+        on_started_leading=work,
+        lease_duration=election.lease_duration,
+        renew_deadline=election.renew_deadline,
+        retry_period=election.retry_period,
+    )
+    if health is not None:
+        health.add_liveness_check("leader-election", elector.check)
+    await elector.run()
+    raise LeadershipLost(f"lost the lease {election.resource_namespace}/{election.resource_name}")

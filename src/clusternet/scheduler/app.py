@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
@@ -22,12 +20,12 @@ from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
 from clusternet.runtime import (
     Component,
     EventRecorder,
-    LeaderElector,
     SharedInformerFactory,
     run_component,
 )
 from clusternet.runtime.apimetrics import APIRequestMetrics
 from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options, parse_duration
+from clusternet.runtime.leaderelection import run_while_leading
 from clusternet.scheduler.config import ConfigError, load_profiles
 from clusternet.scheduler.framework import Framework, Profile, Registry
 from clusternet.scheduler.plugins import in_tree_registry
@@ -122,23 +120,12 @@ async def serve(
         ) as client,
         EventRecorder(client, component=NAME) as recorder,
     ):
-        election = common.leader_election
-        if not election.enabled:
-            await run_scheduler(options, client, recorder, profiles, registry)
-            return
-        elector = LeaderElector(
+        await run_while_leading(
             client,
-            name=election.resource_name,
-            namespace=election.resource_namespace,
-            identity=f"{socket.gethostname()}_{uuid.uuid4()}",
-            on_started_leading=lambda: run_scheduler(options, client, recorder, profiles, registry),
-            lease_duration=election.lease_duration,
-            renew_deadline=election.renew_deadline,
-            retry_period=election.retry_period,
+            common.leader_election,
+            lambda: run_scheduler(options, client, recorder, profiles, registry),
+            health=component.health,
         )
-        component.health.add_liveness_check("leader-election", elector.check)
-        await elector.run()
-        raise RuntimeError("leader election lost")
 
 
 def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> NoReturn:
