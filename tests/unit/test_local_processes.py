@@ -45,13 +45,15 @@ def test_sigterm_ignored_means_sigkill(tmp_path: Path) -> None:
 
 
 def test_early_exit_is_reported_with_its_log(tmp_path: Path) -> None:
-    record = processes.start(
-        "crasher",
-        [sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"],
-        tmp_path / "crasher.log",
-    )
-    processes._CHILDREN[record.pid].wait()
+    # The process may be gone before start() looks at it (start raises) or just after
+    # (check_running raises): either way the error carries the exit code and the log.
     with pytest.raises(
         processes.ProcessExitedError, match=r"(?s)crasher exited \(code 3\).*bad flag"
     ):
+        record = processes.start(
+            "crasher",
+            [sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"],
+            tmp_path / "crasher.log",
+        )
+        processes._CHILDREN[record.pid].wait()
         processes.check_running(record)

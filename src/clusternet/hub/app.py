@@ -1,8 +1,9 @@
-"""``clusternet-hub``: the aggregated API server of ``proxies.clusternet.io/v1alpha1``.
+"""``clusternet-hub``: the aggregated API server of ``proxies.clusternet.io/v1alpha1`` and,
+with gate ShadowAPI, ``shadow/v1alpha1`` (docs/shadow.md).
 
 One HTTPS port serves everything: the API behind the parent's aggregator (discovery,
-OpenAPI, ``sockets`` and ``sockets/proxy``), and ``/healthz`` ``/livez`` ``/readyz``
-``/metrics``.  Callers are authenticated from their client certificate (the aggregator's
+OpenAPI, ``sockets`` and ``sockets/proxy``, shadow templates), and ``/healthz`` ``/livez``
+``/readyz`` ``/metrics``.  Callers are authenticated from their client certificate (the aggregator's
 front-proxy certificate plus ``X-Remote-*`` headers, or a certificate of the cluster's client
 CA) and authorized with SubjectAccessReviews against the parent.  See docs/hub.md.
 """
@@ -26,7 +27,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from clusternet.apis import known
-from clusternet.hub import discovery
+from clusternet.hub import discovery, shadow_resources
 from clusternet.hub.authn import (
     AUTHENTICATION_CONFIGMAP,
     AuthenticationConfig,
@@ -41,6 +42,7 @@ from clusternet.hub.authz import (
     verb_for_method,
 )
 from clusternet.hub.proxy import ClusterDirectory, SocketProxy, is_upgrade
+from clusternet.hub.shadow import ShadowAPI
 from clusternet.hub.status import socket_details, status_response
 from clusternet.kube import (
     ApiError,
@@ -62,6 +64,7 @@ log = structlog.get_logger(__name__)
 COMPONENT = "clusternet-hub"
 SECURE_PORT = 443
 APISERVICE_NAME = f"{discovery.VERSION}.{known.PROXIES_GROUP}"
+SHADOW_APISERVICE_NAME = f"{shadow_resources.VERSION}.{shadow_resources.GROUP}"
 SOCKETS_PREFIX = f"/apis/{discovery.GROUP_VERSION}/sockets/"
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 DISCOVERY_PATHS = frozenset(
@@ -96,6 +99,10 @@ class HubOptions:
     @property
     def socket_connection(self) -> bool:
         return "SocketConnection" in self.common.feature_gates
+
+    @property
+    def shadow_api(self) -> bool:
+        return "ShadowAPI" in self.common.feature_gates
 
 
 def _bool(text: str) -> bool:
@@ -151,11 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--requestheader-extra-headers-prefix", type=_names, default=("X-Remote-Extra-",)
     )
     hub = parser.add_argument_group("hub")
-    hub.add_argument("--reserved-namespace", default="clusternet-reserved")
+    hub.add_argument(
+        "--reserved-namespace",
+        default="clusternet-reserved",
+        help="Where the shadow API stores its Manifests.",
+    )
     _flag_bool(
         hub,
         "--cleanup-apiservices",
-        f"Delete APIService {APISERVICE_NAME} on a clean shutdown (only for the last replica).",
+        f"Delete APIService {APISERVICE_NAME} (and {SHADOW_APISERVICE_NAME} with gate "
+        "ShadowAPI) on a clean shutdown (only for the last replica).",
     )
     _flag_bool(hub, "--enable-tunnel-logging", "Verbose tunnel logs.")
     peers = parser.add_argument_group("peers (accepted; hub peering is not implemented)")
@@ -221,8 +233,6 @@ async def run_hub(options: HubOptions, component: Component) -> None:
         import logging
 
         logging.getLogger("clusternet.tunnel").setLevel(logging.DEBUG)
-    if "ShadowAPI" in options.common.feature_gates:
-        log.warning("the ShadowAPI gate is on, but shadow/v1alpha1 is not implemented yet")
     if options.peer_advertise_address:
         log.warning("hub peering is not implemented: tunnels are reachable on this replica only")
     kubeconfig = options.common.kubeconfig
@@ -255,6 +265,14 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             )
         )
         component.health.add_readiness_check("managedclusters-synced", lambda: informer.has_synced)
+        crds: Informer | None = None
+        if options.shadow_api:
+            crds = crd_informer = Informer(
+                parent, InformerKey("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+            )
+            component.health.add_readiness_check(
+                "shadow-crds-synced", lambda: crd_informer.has_synced
+            )
         hub = Hub(
             authenticator=Authenticator(authentication),
             authorizer=SubjectAccessReviewer(authz_client),
@@ -263,6 +281,11 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             health=component.health,
             socket_connection=options.socket_connection,
         )
+        if crds is not None:
+            crds.start()
+            hub.enable_shadow(
+                parent, await _shadow_resource_table(parent, crds), options.reserved_namespace
+            )
         tls = serving_tls_context(options, authentication.trusted_ca_pem)
         runner = web.AppRunner(hub.application(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -279,12 +302,37 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             await asyncio.Event().wait()  # until cancelled by shutdown
         finally:
             if options.cleanup_apiservices:
-                await _delete_apiservice(parent)
+                await _delete_apiservice(parent, APISERVICE_NAME)
+                if options.shadow_api:
+                    await _delete_apiservice(parent, SHADOW_APISERVICE_NAME)
             await tunnels.close()
             await runner.cleanup()
             await proxy.aclose()
             await informer.stop()
             informer.close()
+            if crds is not None:
+                await crds.stop()
+                crds.close()
+
+
+async def _shadow_resource_table(
+    parent: KubeClient, crds: Informer
+) -> shadow_resources.ResourceTable:
+    """Built-in kinds from one discovery walk of the parent, CRDs live from ``crds``."""
+    await crds.wait_for_sync()
+    delay = 1.0
+    while True:
+        try:
+            await parent.mapper.refresh()
+            break
+        except (ApiError, ClusterUnreachable) as err:
+            log.warning("cannot discover the parent's resources yet", error=str(err))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    crd_groups = {(crd.get("spec") or {}).get("group", "") for crd in crds.store.list()}
+    builtins = shadow_resources.builtin_resources(parent.mapper.resources, crd_groups)
+    log.info("shadow API mirrors the parent", builtin_resources=len(builtins))
+    return shadow_resources.ResourceTable(builtins, crds.store.list)
 
 
 async def _authentication_config(options: HubOptions, client: KubeClient) -> AuthenticationConfig:
@@ -314,14 +362,14 @@ async def _authentication_config(options: HubOptions, client: KubeClient) -> Aut
         return config
 
 
-async def _delete_apiservice(parent: KubeClient) -> None:
+async def _delete_apiservice(parent: KubeClient, name: str) -> None:
     try:
-        await parent.delete("apiregistration.k8s.io/v1", "APIService", APISERVICE_NAME)
-        log.info("deleted APIService", name=APISERVICE_NAME)
+        await parent.delete("apiregistration.k8s.io/v1", "APIService", name)
+        log.info("deleted APIService", name=name)
     except NotFound:
         pass
     except (ApiError, ClusterUnreachable) as err:
-        log.warning("could not delete APIService", name=APISERVICE_NAME, error=str(err))
+        log.warning("could not delete APIService", name=name, error=str(err))
 
 
 def serving_tls_context(options: HubOptions, trusted_ca_pem: bytes) -> ssl.SSLContext:
@@ -379,6 +427,7 @@ class Hub:
         self.proxy = proxy
         self.health = health
         self.socket_connection = socket_connection
+        self.shadow: ShadowAPI | None = None  # set when gate ShadowAPI is on
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate], client_max_size=0)
@@ -389,7 +438,12 @@ class Hub:
                 app.router.add_get(info["path"], route.handler)
         metrics = make_aiohttp_handler(REGISTRY)
         app.router.add_get("/metrics", partial(self._metrics, metrics))
-        app.router.add_get("/apis", _json(discovery.api_group_list))
+        app.router.add_get("/apis", _json(self._api_group_list))
+        if self.shadow is not None:
+            shadow_prefix = shadow_resources.PREFIX
+            app.router.add_get(f"/apis/{shadow_resources.GROUP}", _json(shadow_resources.api_group))
+            app.router.add_get(shadow_prefix, self.shadow.discovery)
+            app.router.add_route("*", shadow_prefix + "/{tail:.+}", self.shadow.handle)
         app.router.add_get(f"/apis/{discovery.GROUP}", _json(discovery.api_group))
         app.router.add_get(f"/apis/{discovery.GROUP_VERSION}", _json(discovery.api_resource_list))
         app.router.add_get("/openapi/v2", _json(discovery.openapi_v2))
@@ -400,6 +454,18 @@ class Hub:
         app.router.add_route("*", SOCKETS_PREFIX + "{tail:.*}", self._sockets)
         app.router.add_route("*", "/{tail:.*}", _not_found)
         return app
+
+    def enable_shadow(
+        self, parent: KubeClient, table: shadow_resources.ResourceTable, reserved_namespace: str
+    ) -> None:
+        """Serve ``shadow/v1alpha1`` (gate ShadowAPI), authorized like every other request."""
+        self.shadow = ShadowAPI(parent, table, reserved_namespace, self._authorized)
+
+    def _api_group_list(self) -> dict[str, Any]:
+        groups = discovery.api_group_list()
+        if self.shadow is not None:
+            groups["groups"].append(shadow_resources.api_group())
+        return groups
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -425,7 +491,9 @@ class Hub:
         message = f'User "{user.name}" cannot {attributes.describe()}'
         if decision.reason:
             message += f": {decision.reason}"
-        details = socket_details(attributes.name) if attributes.name else None
+        details = None
+        if attributes.name and attributes.group == known.PROXIES_GROUP:
+            details = socket_details(attributes.name)
         return status_response(403, message, details=details)
 
     async def _metrics(self, metrics: Handler, request: web.Request) -> web.StreamResponse:

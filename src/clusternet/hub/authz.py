@@ -70,13 +70,15 @@ class Attributes:
     name: str = ""
     group: str = known.PROXIES_GROUP
     path: str = ""
+    namespace: str = ""  # for namespaced resources (shadow/v1alpha1)
 
     def describe(self) -> str:
         if self.path:
             return f'{self.verb} path "{self.path}"'
         resource = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
         named = f' "{self.name}"' if self.name else ""
-        return f'{self.verb} resource "{resource}"{named} in API group "{self.group}"'
+        where = f' in the namespace "{self.namespace}"' if self.namespace else ""
+        return f'{self.verb} resource "{resource}"{named} in API group "{self.group}"{where}'
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class SubjectAccessReviewer:
                 resource["subresource"] = attributes.subresource
             if attributes.name:
                 resource["name"] = attributes.name
+            if attributes.namespace:
+                resource["namespace"] = attributes.namespace
             spec["resourceAttributes"] = resource
         review = {
             "apiVersion": "authorization.k8s.io/v1",

@@ -182,7 +182,10 @@ def agent_argv(
         f"--cluster-reg-token={token}",
         f"--cluster-reg-name={cluster}",
         "--cluster-sync-mode=Dual",
-        "--feature-gates=AppPusher=true,SocketConnection=true",
+        # Predictor: each agent serves replica predictions (on a free port: several agents
+        # share this machine) that the scheduler reaches through the hub.
+        "--feature-gates=AppPusher=true,SocketConnection=true,Predictor=true",
+        "--predictor-port=0",
         f"--secure-port={health_port}",
         "--leader-elect=true",
     ]
@@ -205,7 +208,8 @@ def ready_clusters(client: RestClient) -> set[str]:
 # -- clusternet-hub behind the parent's aggregator (local-control-planes.md §4) -----------------
 
 HUB_SERVICE = "clusternet-hub"
-HUB_APISERVICES = (f"v1alpha1.{known.PROXIES_GROUP}",)
+# proxies.clusternet.io (tunnels, proxy) and shadow (templates as Manifests, spec §6.1).
+HUB_APISERVICES = (f"v1alpha1.{known.PROXIES_GROUP}", f"v1alpha1.{known.SHADOW_GROUP}")
 _APISERVICES_PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
 SOCKETS_PATH = f"/apis/{known.PROXIES_GROUP}/v1alpha1/sockets"
 
@@ -219,12 +223,12 @@ def hub_argv(kubeconfig: str, port: int, cert_file: Path, key_file: Path) -> lis
         f"--secure-port={port}",
         f"--tls-cert-file={cert_file}",
         f"--tls-private-key-file={key_file}",
-        "--feature-gates=SocketConnection=true",
+        "--feature-gates=SocketConnection=true,ShadowAPI=true",
     ]
 
 
 def hub_manifests(port: int, ca_pem: bytes) -> list[dict[str, Any]]:
-    """The Service and APIService that route ``proxies.clusternet.io`` to a hub on localhost.
+    """The Service and APIServices that route the hub's groups to a hub on localhost.
 
     The aggregator resolves an ExternalName Service to ``<externalName>:<APIService port>`` and
     verifies the hub's certificate for ``<service>.<namespace>.svc`` with ``caBundle``;

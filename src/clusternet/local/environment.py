@@ -641,7 +641,7 @@ class LocalEnvironment:
             partial(components.hub_apiservices_available, client),
             timeout,
             record,
-            "APIService v1alpha1.proxies.clusternet.io to become Available",
+            f"APIServices {', '.join(components.HUB_APISERVICES)} to become Available",
         )
         return record
 

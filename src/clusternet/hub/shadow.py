@@ -1,0 +1,638 @@
+"""``shadow/v1alpha1``: every kind of the parent, as templates stored in Manifests (spec §6.1).
+
+Requests ``/apis/shadow/v1alpha1[/namespaces/<ns>]/<plural>[/<name>[/<subresource>]]`` are
+authorized against group ``shadow`` (spec §6.4), then served from Manifests in the reserved
+namespace through the hub's parent client.  Nothing written here is realised in the parent:
+creates are only validated there with a server-side dry run.  See docs/shadow.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+from urllib.parse import unquote
+
+import jsonpatch
+import structlog
+import yaml
+from aiohttp import web
+
+from clusternet.apis import known, naming
+from clusternet.hub.authz import Attributes, verb_for_method
+from clusternet.hub.shadow_resources import (
+    GROUP,
+    GROUP_VERSION,
+    PREFIX,
+    BadPath,
+    ResourceTable,
+    ShadowPath,
+    ShadowResource,
+    api_resource_list,
+    parse_path,
+)
+from clusternet.hub.shadow_templates import (
+    MANIFEST_API_VERSION,
+    MANIFEST_KIND,
+    Object,
+    UnsupportedPatch,
+    UnsupportedSelector,
+    manifest_selector,
+    merge_patch,
+    new_manifest,
+    replace_template,
+    scale_of,
+    strategic_as_merge,
+    template_of,
+    trim,
+    with_replicas,
+)
+from clusternet.hub.status import status_body, status_response
+from clusternet.kube import (
+    AlreadyExists,
+    ApiError,
+    ClusterUnreachable,
+    Conflict,
+    KubeClient,
+    NotFound,
+    PatchType,
+    Preconditions,
+    UnknownKind,
+)
+
+log = structlog.get_logger(__name__)
+
+Authorize = Callable[[web.Request, Attributes], Awaitable[web.Response | None]]
+_SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
+# A patch without a resourceVersion is retried on a Manifest conflict, as kube-apiserver
+# retries a patch against a concurrently updated object.
+_PATCH_ATTEMPTS: Final = 5
+_FIELD_MANAGER: Final = "clusternet-hub"
+PARTIAL_API_VERSION: Final = "meta.k8s.io/v1"
+
+
+class ShadowError(Exception):
+    """An answer other than success, as a Kubernetes Status."""
+
+    def __init__(self, code: int, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+
+
+class ShadowAPI:
+    """The request handler of ``shadow/v1alpha1``; ``authorize`` answers the hub's
+    SubjectAccessReview verdict (None when allowed)."""
+
+    def __init__(
+        self,
+        parent: KubeClient,
+        table: ResourceTable,
+        reserved_namespace: str,
+        authorize: Authorize,
+    ) -> None:
+        self.parent = parent
+        self.table = table
+        self.reserved_namespace = reserved_namespace
+        self.authorize = authorize
+
+    async def discovery(self, _request: web.Request) -> web.StreamResponse:
+        return web.json_response(api_resource_list(self.table.resources().values()))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        # The raw path, split before unquoting: a name may hold an encoded "/" or "%".
+        tail = request.rel_url.raw_path[len(PREFIX) + 1 :]
+        segments = [unquote(s) for s in tail.split("/")]
+        try:
+            path = parse_path(segments)
+        except BadPath:
+            return status_response(404, "the server could not find the requested resource")
+        resource = self.table.get(path.plural)
+        if resource is None or not _routable(resource, path):
+            return status_response(404, "the server could not find the requested resource")
+        verb = _verb(request, path)
+        attributes = Attributes(
+            verb=verb,
+            resource=path.plural,
+            subresource=path.subresource or "",
+            name=path.name or "",
+            group=GROUP,
+            namespace=path.namespace or "",
+        )
+        if (denied := await self.authorize(request, attributes)) is not None:
+            return denied
+        request_handler = _Request(self, request, resource, path)
+        try:
+            return await request_handler.serve(verb)
+        except ShadowError as err:
+            return status_response(err.code, err.message, reason=err.reason)
+        except ApiError as err:
+            return web.json_response(err.status, status=err.code)
+        except ClusterUnreachable as err:
+            return status_response(503, f"the parent cluster is unreachable: {err}")
+
+
+def _routable(resource: ShadowResource, path: ShadowPath) -> bool:
+    if path.namespace is not None and not resource.namespaced:
+        return False
+    if resource.namespaced and path.name is not None and path.namespace is None:
+        return False
+    if path.subresource == "status":
+        return resource.has_status
+    if path.subresource == "scale":
+        return resource.has_scale
+    return path.subresource is None
+
+
+def _verb(request: web.Request, path: ShadowPath) -> str:
+    if request.method == "GET" and path.name is None:
+        return "watch" if request.query.get("watch") in ("true", "1") else "list"
+    if request.method == "DELETE" and path.name is None:
+        return "deletecollection"
+    return verb_for_method(request.method)
+
+
+class _Request:
+    """One shadow request: its resource, path, and the Manifest storage."""
+
+    def __init__(
+        self, api: ShadowAPI, request: web.Request, resource: ShadowResource, path: ShadowPath
+    ) -> None:
+        self.api = api
+        self.request = request
+        self.resource = resource
+        self.path = path
+        self.parent = api.parent
+        self.dry_run = bool(request.query.getall("dryRun", []))
+        self.metadata_only = wants_partial_metadata(request.headers.get("Accept", ""))
+
+    async def serve(self, verb: str) -> web.StreamResponse:
+        if self.path.subresource == "status" and verb != "get":
+            raise ShadowError(
+                405,
+                f"Clusternet does not allow to {self.request.method} status of "
+                f"{self.resource.kind}: shadow objects are templates and have no status",
+                reason="MethodNotAllowed",
+            )
+        if self.path.subresource == "scale" and verb not in ("get", "update", "patch"):
+            raise ShadowError(405, f"{self.request.method} is not supported on scale")
+        handlers: dict[str, Callable[[], Awaitable[web.StreamResponse]]] = {
+            "get": self.get,
+            "list": self.list,
+            "watch": self.watch,
+            "create": self.create,
+            "update": self.update,
+            "patch": self.patch,
+            "delete": self.delete,
+            "deletecollection": self.delete_collection,
+        }
+        handler = handlers.get(verb)
+        if handler is None or (self.path.name is None and verb in ("update", "patch")):
+            raise ShadowError(405, f"{self.request.method} is not supported on this path")
+        if self.path.name is not None and verb == "create":
+            raise ShadowError(405, "create posts to the collection, not to an object")
+        return await handler()
+
+    # ------------------------------------------------------------------ naming and errors
+
+    def _qualified(self) -> str:
+        return f"{self.resource.plural}.{GROUP}"
+
+    def _manifest_name(self, name: str) -> str:
+        return naming.manifest_name(self.resource.plural, name, self.path.namespace)
+
+    def _not_found(self, name: str) -> ShadowError:
+        return ShadowError(404, f'{self._qualified()} "{name}" not found')
+
+    def _conflict(self, name: str) -> ShadowError:
+        return ShadowError(
+            409,
+            f'Operation cannot be fulfilled on {self._qualified()} "{name}": the object has '
+            "been modified; please apply your changes to the latest version and try again",
+            reason="Conflict",
+        )
+
+    async def _manifest(self, name: str) -> Object:
+        try:
+            return await self.parent.get(
+                MANIFEST_API_VERSION,
+                MANIFEST_KIND,
+                self._manifest_name(name),
+                namespace=self.api.reserved_namespace,
+            )
+        except NotFound:
+            raise self._not_found(name) from None
+
+    async def _store(self, manifest: Object, name: str) -> Object:
+        try:
+            return await self.parent.update(
+                manifest, dry_run=self.dry_run, field_manager=_FIELD_MANAGER
+            )
+        except Conflict:
+            raise self._conflict(name) from None
+        except NotFound:
+            raise self._not_found(name) from None
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self) -> web.StreamResponse:
+        assert self.path.name is not None
+        template = template_of(await self._manifest(self.path.name))
+        if self.path.subresource == "scale":
+            return web.json_response(scale_of(template))
+        return web.json_response(self._shaped(template))
+
+    def _selector(self) -> str:
+        try:
+            return manifest_selector(
+                self.resource,
+                self.path.namespace,
+                self.request.query.get("labelSelector"),
+                self.request.query.get("fieldSelector"),
+            )
+        except UnsupportedSelector as err:
+            raise ShadowError(400, str(err)) from None
+
+    async def list(self) -> web.StreamResponse:
+        query = self.request.query
+        listed = await self.parent.list(
+            MANIFEST_API_VERSION,
+            MANIFEST_KIND,
+            namespace=self.api.reserved_namespace,
+            label_selector=self._selector(),
+            limit=int(query["limit"]) if query.get("limit", "").isdigit() else None,
+            continue_=query.get("continue") or None,
+            resource_version=query.get("resourceVersion") or None,
+            resource_version_match=query.get("resourceVersionMatch") or None,
+        )
+        metadata = {
+            key: value
+            for key, value in (listed.get("metadata") or {}).items()
+            if key in ("resourceVersion", "continue", "remainingItemCount")
+        }
+        items = [self._shaped(template_of(item)) for item in listed.get("items") or ()]
+        if self.metadata_only:
+            api_version, kind = PARTIAL_API_VERSION, "PartialObjectMetadataList"
+        else:
+            api_version, kind = self.resource.api_version, f"{self.resource.kind}List"
+        return web.json_response(
+            {"apiVersion": api_version, "kind": kind, "metadata": metadata, "items": items}
+        )
+
+    async def watch(self) -> web.StreamResponse:
+        query = self.request.query
+        selector = self._selector()
+        timeout = query.get("timeoutSeconds", "")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(self.request)
+        try:
+            try:
+                async with self.parent.watch(
+                    MANIFEST_API_VERSION,
+                    MANIFEST_KIND,
+                    namespace=self.api.reserved_namespace,
+                    resource_version=query.get("resourceVersion") or None,
+                    label_selector=selector,
+                    allow_bookmarks=query.get("allowWatchBookmarks") in ("true", "1"),
+                    timeout_seconds=int(timeout) if timeout.isdigit() else None,
+                    send_initial_events=query.get("sendInitialEvents") in ("true", "1"),
+                ) as events:
+                    async for event in events:
+                        watched = self._watched(event.type, event.object)
+                        await _write_event(response, event.type, watched)
+            except ApiError as err:
+                await _write_event(response, "ERROR", err.status)
+            except ClusterUnreachable as err:
+                unreachable = status_body(503, f"the parent cluster is unreachable: {err}")
+                await _write_event(response, "ERROR", unreachable)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the watcher went away (kube-controller-manager's watches come and go)
+        return response
+
+    def _watched(self, event_type: str, manifest: Object) -> Object:
+        if event_type != "BOOKMARK":
+            return self._shaped(template_of(manifest))
+        # A bookmark carries only a resourceVersion (and the initial-events-end annotation).
+        return self._shaped(
+            {
+                "apiVersion": self.resource.api_version,
+                "kind": self.resource.kind,
+                "metadata": manifest.get("metadata") or {},
+            }
+        )
+
+    def _shaped(self, template: Object) -> Object:
+        """The template, or only its metadata for metadata clients (the garbage collector,
+        the quota and namespace controllers of kube-controller-manager watch every listable
+        resource, shadow ones included, as PartialObjectMetadata)."""
+        if not self.metadata_only:
+            return template
+        return {
+            "apiVersion": PARTIAL_API_VERSION,
+            "kind": "PartialObjectMetadata",
+            "metadata": template.get("metadata") or {},
+        }
+
+    # ------------------------------------------------------------------ writes
+
+    async def _body(self) -> Object:
+        raw = await self.request.read()
+        try:
+            if "yaml" in self.request.content_type:
+                body = yaml.safe_load(raw)
+            else:
+                body = json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as err:
+            raise ShadowError(400, f"the request body is not valid: {err}") from None
+        if not isinstance(body, dict):
+            raise ShadowError(400, "the request body must be an object")
+        return body
+
+    def _check_object(self, obj: Object) -> Object:
+        """The object, of this resource's kind, with the request's namespace (and name)."""
+        group, _, _version = obj.get("apiVersion", "").rpartition("/")
+        if obj.get("kind") != self.resource.kind or group != self.resource.group:
+            raise ShadowError(
+                400,
+                f"{self.resource.plural} of {GROUP_VERSION} store {self.resource.kind} "
+                f"objects of group {self.resource.group or 'core'!r}, got kind "
+                f"{obj.get('kind')!r} of apiVersion {obj.get('apiVersion')!r}",
+            )
+        metadata = obj.setdefault("metadata", {})
+        if self.resource.namespaced:
+            if metadata.get("namespace") not in (None, "", self.path.namespace):
+                raise ShadowError(
+                    400,
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request",
+                )
+            metadata["namespace"] = self.path.namespace
+        else:
+            metadata.pop("namespace", None)
+        if self.path.name is not None and metadata.get("name") != self.path.name:
+            raise ShadowError(
+                400,
+                f"the name of the object ({metadata.get('name')}) does not match the name on "
+                f"the URL ({self.path.name})",
+            )
+        return obj
+
+    async def create(self) -> web.StreamResponse:
+        obj = self._check_object(await self._body())
+        metadata = obj["metadata"]
+        if not metadata.get("name") and not metadata.get("generateName"):
+            raise ShadowError(
+                422,
+                f'{self.resource.kind} "" is invalid: metadata.name: Required value: name or '
+                "generateName is required",
+                reason="Invalid",
+            )
+        annotations = metadata.get("annotations") or {}
+        if annotations.get(known.SKIP_VALIDATING_ANNOTATION) == "true":
+            if not metadata.get("name"):
+                metadata["name"] = metadata["generateName"] + _suffix(5)
+        else:
+            obj = await self._validated(obj)
+        template = trim(obj)
+        manifest = new_manifest(self.resource, template, self.api.reserved_namespace)
+        try:
+            created = await self.parent.create(
+                manifest, dry_run=self.dry_run, field_manager=_FIELD_MANAGER
+            )
+        except AlreadyExists:
+            raise ShadowError(
+                409,
+                f'{self._qualified()} "{template["metadata"]["name"]}" already exists',
+                reason="AlreadyExists",
+            ) from None
+        return web.json_response(template_of(created), status=201)
+
+    async def _validated(self, obj: Object) -> Object:
+        """The object validated and defaulted by a server-side dry-run create in the parent.
+
+        Namespaced objects are tried in the reserved namespace, which exists whatever the
+        template's namespace is; a real object of the same name there (or, for cluster-scoped
+        kinds, anywhere) gets the trial a random suffix.  Name and namespace are restored.
+        """
+        trial = copy.deepcopy(obj)
+        if self.resource.namespaced:
+            trial["metadata"]["namespace"] = self.api.reserved_namespace
+        try:
+            try:
+                result = await self.parent.create(trial, dry_run=True)
+            except AlreadyExists:
+                if not obj["metadata"].get("name"):
+                    raise  # a generated name clashed: the parent's answer stands
+                trial["metadata"]["name"] = f"{obj['metadata']['name']}-{_suffix(3)}"
+                result = await self.parent.create(trial, dry_run=True)
+        except UnknownKind:
+            raise ShadowError(
+                400,
+                f"the parent cluster does not serve {obj['kind']} in {obj['apiVersion']}, so "
+                f"the template cannot be validated; annotate it with "
+                f'{known.SKIP_VALIDATING_ANNOTATION}: "true" to store it unvalidated',
+            ) from None
+        result_metadata = result.setdefault("metadata", {})
+        result_metadata["name"] = obj["metadata"].get("name") or result_metadata.get("name")
+        if self.resource.namespaced:
+            result_metadata["namespace"] = obj["metadata"]["namespace"]
+        return result
+
+    async def update(self) -> web.StreamResponse:
+        assert self.path.name is not None
+        name = self.path.name
+        body = await self._body()
+        current = await self._manifest(name)
+        if self.path.subresource == "scale":
+            replicas = (body.get("spec") or {}).get("replicas")
+            template = self._scaled(current, replicas)
+        else:
+            template = trim(self._check_object(body))
+        updated = replace_template(current, template)
+        expected = (body.get("metadata") or {}).get("resourceVersion")
+        if expected:
+            updated["metadata"]["resourceVersion"] = expected
+        stored = template_of(await self._store(updated, name))
+        return web.json_response(scale_of(stored) if self.path.subresource else stored)
+
+    def _scaled(self, manifest: Object, replicas: Any) -> Object:
+        try:
+            return with_replicas(manifest.get("template") or {}, replicas)
+        except ValueError as err:
+            raise ShadowError(422, f"Scale is invalid: {err}", reason="Invalid") from None
+
+    async def patch(self) -> web.StreamResponse:
+        assert self.path.name is not None
+        name = self.path.name
+        apply_patch, conditional = self._patch_function(await self.request.read())
+        for attempt in range(_PATCH_ATTEMPTS):
+            current = await self._manifest(name)
+            view = template_of(current)
+            if self.path.subresource == "scale":
+                view = scale_of(view)
+            patched = apply_patch(view)
+            expected = (patched.get("metadata") or {}).get("resourceVersion")
+            if conditional and expected != view["metadata"].get("resourceVersion"):
+                raise self._conflict(name)
+            if self.path.subresource == "scale":
+                template = self._scaled(current, (patched.get("spec") or {}).get("replicas"))
+            else:
+                template = trim(self._check_object(patched))
+            try:
+                stored = template_of(await self._store(replace_template(current, template), name))
+            except ShadowError as err:
+                if err.code != 409 or conditional or attempt == _PATCH_ATTEMPTS - 1:
+                    raise
+                continue
+            return web.json_response(scale_of(stored) if self.path.subresource else stored)
+        raise self._conflict(name)  # unreachable: the last attempt raises or returns
+
+    def _patch_function(self, raw: bytes) -> tuple[Callable[[Object], Object], bool]:
+        """How to apply the request's patch, and whether it names a resourceVersion, which
+        makes it conditional (a conflict is then the caller's, not retried)."""
+        content_type = self.request.content_type
+        if content_type == PatchType.APPLY:
+            raise ShadowError(
+                415,
+                "server-side apply is not supported by shadow/v1alpha1; use kubectl apply "
+                "without --server-side, kubectl create/replace, or a merge patch",
+                reason="UnsupportedMediaType",
+            )
+        try:
+            patch = json.loads(raw)
+        except ValueError as err:
+            raise ShadowError(400, f"the patch is not valid JSON: {err}") from None
+        if content_type == PatchType.JSON:
+            if not isinstance(patch, list):
+                raise ShadowError(400, "a JSON patch must be a list of operations")
+
+            def apply_json_patch(view: Object) -> Object:
+                try:
+                    result: Object = jsonpatch.apply_patch(view, patch)
+                except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+                    raise ShadowError(422, f"the JSON patch cannot be applied: {err}") from None
+                return result
+
+            conditional = any(
+                isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion"
+                for op in patch
+            )
+            return apply_json_patch, conditional
+        if content_type == PatchType.STRATEGIC:
+            try:
+                patch = strategic_as_merge(patch)
+            except UnsupportedPatch as err:
+                raise ShadowError(415, str(err), reason="UnsupportedMediaType") from None
+        elif content_type != PatchType.MERGE:
+            raise ShadowError(
+                415,
+                f"the patch content type {content_type!r} is not supported",
+                reason="UnsupportedMediaType",
+            )
+        if not isinstance(patch, dict):
+            raise ShadowError(400, "a merge patch must be a JSON object")
+
+        def apply_merge_patch(view: Object) -> Object:
+            result: Object = merge_patch(view, patch)
+            return result
+
+        conditional = "resourceVersion" in (patch.get("metadata") or {})
+        return apply_merge_patch, conditional
+
+    async def delete(self) -> web.StreamResponse:
+        assert self.path.name is not None
+        name = self.path.name
+        try:
+            options = json.loads(await self.request.read() or b"{}")
+        except ValueError as err:
+            raise ShadowError(400, f"the DeleteOptions are not valid JSON: {err}") from None
+        preconditions = (options.get("preconditions") or {}) if isinstance(options, dict) else {}
+        try:
+            result = await self.parent.delete(
+                MANIFEST_API_VERSION,
+                MANIFEST_KIND,
+                self._manifest_name(name),
+                namespace=self.api.reserved_namespace,
+                preconditions=Preconditions(
+                    uid=preconditions.get("uid"),
+                    resource_version=preconditions.get("resourceVersion"),
+                )
+                if preconditions
+                else None,
+                dry_run=self.dry_run,
+            )
+        except NotFound:
+            raise self._not_found(name) from None
+        except Conflict as err:
+            raise ShadowError(409, err.message, reason="Conflict") from None
+        if result.get("kind") == MANIFEST_KIND:
+            # Finalizers (feed protection) keep it until the controllers let it go.
+            return web.json_response(template_of(result))
+        return web.json_response(self._deleted_status(name))
+
+    def _deleted_status(self, name: str) -> Object:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"name": name, "group": GROUP, "kind": self.resource.plural},
+        }
+
+    async def delete_collection(self) -> web.StreamResponse:
+        """Deletes every selected template (upstream accepted and ignored it, §12.14)."""
+        listed = await self.parent.list(
+            MANIFEST_API_VERSION,
+            MANIFEST_KIND,
+            namespace=self.api.reserved_namespace,
+            label_selector=self._selector(),
+        )
+        deleted = []
+        for manifest in listed.get("items") or ():
+            try:
+                await self.parent.delete(
+                    MANIFEST_API_VERSION,
+                    MANIFEST_KIND,
+                    manifest["metadata"]["name"],
+                    namespace=self.api.reserved_namespace,
+                    dry_run=self.dry_run,
+                )
+            except NotFound:
+                continue  # deleted meanwhile: what was asked for
+            deleted.append(template_of(manifest))
+        return web.json_response(
+            {
+                "apiVersion": self.resource.api_version,
+                "kind": f"{self.resource.kind}List",
+                "metadata": {},
+                "items": deleted,
+            }
+        )
+
+
+async def _write_event(
+    response: web.StreamResponse, event_type: str, obj: Mapping[str, Any]
+) -> None:
+    await response.write(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+
+
+def wants_partial_metadata(accept: str) -> bool:
+    """Whether the first JSON media type of an Accept header asks for
+    ``as=PartialObjectMetadata[List]`` (other ``as=`` views, e.g. Table, are not served: the
+    client falls back to the plain object, as its Accept header allows)."""
+    for media_range in accept.split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type not in ("application/json", "*/*"):
+            continue
+        view = dict(p.partition("=")[::2] for p in parameters).get("as", "")
+        return view in ("PartialObjectMetadata", "PartialObjectMetadataList")
+    return False
+
+
+def _suffix(length: int) -> str:
+    return "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(length))
