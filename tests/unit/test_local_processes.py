@@ -45,11 +45,7 @@ def test_sigterm_ignored_means_sigkill(tmp_path: Path) -> None:
 
 
 def test_early_exit_is_reported_with_its_log(tmp_path: Path) -> None:
-    # The process may be gone before start() looks at it (start raises) or just after
-    # (check_running raises): either way the error carries the exit code and the log.
-    with pytest.raises(
-        processes.ProcessExitedError, match=r"(?s)crasher exited \(code 3\).*bad flag"
-    ):
+    def start_and_check() -> None:
         record = processes.start(
             "crasher",
             [sys.executable, "-c", "print('bad flag'); raise SystemExit(3)"],
@@ -57,3 +53,10 @@ def test_early_exit_is_reported_with_its_log(tmp_path: Path) -> None:
         )
         processes._CHILDREN[record.pid].wait()
         processes.check_running(record)
+
+    # The process may be gone before start() looks at it (start raises) or just after
+    # (check_running raises): either way the error carries the exit code and the log.
+    with pytest.raises(
+        processes.ProcessExitedError, match=r"(?s)crasher exited \(code 3\).*bad flag"
+    ):
+        start_and_check()
