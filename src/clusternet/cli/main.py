@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 
 from clusternet import __version__
-from clusternet.cli import approval, install, local
+from clusternet.cli import approval, install, local, plugin
 
 app = typer.Typer(
-    help="clusternet-py: manage many Kubernetes clusters as one.",
+    help="clusternet-py: manage many Kubernetes clusters as one (also `kubectl clusternet`).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -16,6 +16,7 @@ app.add_typer(local.app, name="local")
 app.command("install")(install.command)
 app.command("approve")(approval.approve)
 app.command("deny")(approval.deny)
+plugin.register(app)  # get/apply/...: kubectl against the shadow API; clusters; kubeconfig
 
 
 @app.command()
