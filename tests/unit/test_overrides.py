@@ -12,11 +12,11 @@ from clusternet.controllermanager.overrides import (
     OverrideError,
     OverrideSource,
     deep_merge,
-    merge_patch,
     ordered_overrides,
     render,
     render_helm,
 )
+from clusternet.kube import merge_patch
 
 DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "apps/v1",

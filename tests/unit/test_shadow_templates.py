@@ -11,7 +11,6 @@ from clusternet.hub.shadow_templates import (
     UnsupportedPatch,
     UnsupportedSelector,
     manifest_selector,
-    merge_patch,
     new_manifest,
     replace_template,
     scale_of,
@@ -20,6 +19,7 @@ from clusternet.hub.shadow_templates import (
     trim,
     with_replicas,
 )
+from clusternet.kube import merge_patch
 
 DEPLOYMENTS = ShadowResource("deployments", "apps", "v1", "Deployment", namespaced=True)
 NAMESPACES = ShadowResource("namespaces", "", "v1", "Namespace", namespaced=False)

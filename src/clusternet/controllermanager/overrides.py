@@ -21,6 +21,8 @@ from typing import Any
 import jsonpatch
 import yaml
 
+from clusternet.kube import merge_patch
+
 MAX_JSON_PATCH_OPERATIONS = 10_000
 # Removed from every rendered object: set by the parent's API server, meaningless in a child.
 _SYSTEM_PATHS = ("/metadata/managedFields", "/metadata/uid", "/status")
@@ -87,20 +89,6 @@ def parse_value(text: str, what: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise OverrideError(f"{what}: value is neither JSON nor YAML: {err}") from None
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else
-    replaces.  (Short enough that a dependency would cost more than it saves.)"""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _json_patch(document: Any, operations: Any, what: str) -> Any:

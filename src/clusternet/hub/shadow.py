@@ -41,7 +41,6 @@ from clusternet.hub.shadow_templates import (
     UnsupportedPatch,
     UnsupportedSelector,
     manifest_selector,
-    merge_patch,
     new_manifest,
     replace_template,
     scale_of,
@@ -61,6 +60,7 @@ from clusternet.kube import (
     PatchType,
     Preconditions,
     UnknownKind,
+    merge_patch,
 )
 
 log = structlog.get_logger(__name__)

@@ -195,20 +195,6 @@ def _field_requirements(field_selector: str) -> list[str]:
     return requirements
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` deletes, the rest
-    (lists included) replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 def strategic_as_merge(patch: Any) -> Any:
     """A strategic merge patch that means the same as a JSON merge patch, or
     :class:`UnsupportedPatch`.

@@ -52,6 +52,7 @@ from clusternet.kube._errors import (
     TooManyRequests,
     Unauthorized,
 )
+from clusternet.kube._patch import merge_patch
 
 __all__ = [
     "APIResource",
@@ -89,6 +90,7 @@ __all__ = [
     "condition_true",
     "in_cluster_config",
     "load_kubeconfig",
+    "merge_patch",
     "tls_context",
     "wait_for",
 ]
