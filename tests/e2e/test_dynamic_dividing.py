@@ -2,56 +2,28 @@
 scheduler asks it through clusternet-hub's socket proxy, and a Deployment's replicas are split
 in proportion to the predicted capacities; scaling up adds only the delta.
 
-A private environment (parent + 2 children of 2 kwok nodes with 4 CPUs each) whose agents
-`local up` started without the gate: the test replaces them with agents that have it. One node
-of child1 is cordoned, so child1 can take 4 replicas of 1 CPU and child2 8.
+A private environment (parent + 2 children of 2 kwok nodes with 4 CPUs each); `local up` runs
+the agents with the gate, each serving on a free port. One node of child1 is cordoned, so child1
+can take 4 replicas of 1 CPU and child2 8.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from clusternet.kube import KubeClient, wait_for
 from clusternet.local.environment import Options
-from clusternet.local.testing import Clusters, start_environment
+from clusternet.local.testing import start_environment
 from clusternet.scheduler.plugins.predictor import hub_proxy_path
 
 APPS = "apps.clusternet.io/v1alpha1"
 CLUSTERS = "clusters.clusternet.io/v1beta1"
 RESERVED = "clusternet-reserved"
-GATES = "--feature-gates="
-PREDICTOR_GATES = f"{GATES}AppPusher=true,SocketConnection=true,Predictor=true"
 ONE_CPU = {"resources": {"requests": {"cpu": "1"}}}
-
-
-@contextmanager
-def agents_with_predictor(c: Clusters, log_dir: Path) -> Iterator[None]:
-    """Replace every child's agent by one with gate Predictor serving on a free port."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for child in c.children:
-            name = f"{child}/clusternet-agent"
-            record = next(p for p in c.state.processes if p.name == name)
-            c.env.stop_process(name)
-            argv = [a for a in record.argv if not a.startswith(GATES)]
-            argv += [PREDICTOR_GATES, "--predictor-port=0"]
-            with (log_dir / f"{child}-agent.log").open("ab") as log:
-                started.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
-        yield
-    finally:
-        for process in started:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def deployment_manifest(namespace: str, name: str, replicas: int) -> str:
@@ -127,7 +99,7 @@ async def test_replicas_follow_predicted_capacity_and_scaling_adds_the_delta(
     tmp_path: Path,
 ) -> None:
     options = Options(children=2, nodes_per_child=2, node_cpu="4", node_memory="8Gi")
-    with start_environment(tmp_path / "env", options) as c, agents_with_predictor(c, tmp_path):
+    with start_environment(tmp_path / "env", options) as c:
         scheduler_log = Path(
             next(p.log for p in c.state.processes if p.name == "parent/clusternet-scheduler")
         )
@@ -142,7 +114,9 @@ async def test_replicas_follow_predicted_capacity_and_scaling_adds_the_delta(
             keys, capacity = {}, {}
             for item in kc.json("get", "managedclusters", "-A")["items"]:
                 name, namespace = item["metadata"]["name"], item["metadata"]["namespace"]
-                agent_log = tmp_path / f"{name}-agent.log"  # local up names clusters by child
+                agent_log = Path(  # local up names each cluster after its child
+                    next(p.log for p in c.state.processes if p.name == f"{name}/clusternet-agent")
+                )
                 cluster = await wait_until(
                     parent, CLUSTERS, "ManagedCluster", name, namespace, predictor_advertised,
                     lambda log=agent_log: "agent log:\n" + log.read_text()[-3000:],
