@@ -18,6 +18,7 @@ from clusternet.apis import known
 from clusternet.apis.clusters.v1beta1 import ClusterSyncMode, ClusterType
 from clusternet.runtime.flags import (
     CommonOptions,
+    add_bool_flag,
     add_common_flags,
     common_options,
     parse_duration,
@@ -71,20 +72,6 @@ class AgentOptions:
         return self.predictor_addr if self.predictor_enabled and self.predictor_addr else None
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-
-
-def _flag_bool(group: argparse._ArgumentGroup, name: str, help: str) -> None:
-    """A Go-style boolean: ``--name``, ``--name=true`` or ``--name=false``."""
-    group.add_argument(name, type=_bool, nargs="?", const=True, default=False, help=help)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=COMPONENT,
@@ -134,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--cluster-status-update-frequency", type=parse_duration, default=180.0)
     status.add_argument("--cluster-status-collect-frequency", type=parse_duration, default=20.0)
-    _flag_bool(status, "--use-metrics-server", "Report pod and usage statistics (unsupported).")
+    add_bool_flag(status, "--use-metrics-server", "Report pod and usage statistics (unsupported).")
     predictor = parser.add_argument_group("predictor")
     predictor.add_argument("--predictor-addr", default="", help="External predictor URL.")
     predictor.add_argument(
@@ -143,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=8080,
         help="Port of the built-in predictor on 127.0.0.1 (0: any free port).",
     )
-    _flag_bool(predictor, "--predictor-direct-access", "Scheduler calls the predictor directly.")
-    _flag_bool(parser.add_argument_group("tunnel"), "--enable-tunnel-logging", "Verbose tunnel.")
+    add_bool_flag(predictor, "--predictor-direct-access", "Scheduler calls the predictor directly.")
+    add_bool_flag(parser.add_argument_group("tunnel"), "--enable-tunnel-logging", "Verbose tunnel.")
     return parser
 
 

@@ -26,7 +26,12 @@ from clusternet.runtime import (
     run_component,
 )
 from clusternet.runtime.apimetrics import APIRequestMetrics
-from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
+from clusternet.runtime.flags import (
+    CommonOptions,
+    add_bool_flag,
+    add_common_flags,
+    common_options,
+)
 from clusternet.runtime.leaderelection import run_while_leading
 
 log = structlog.get_logger(__name__)
@@ -77,15 +82,6 @@ def parse_controllers(text: str) -> frozenset[str]:
     return frozenset(enabled - disabled)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-
-
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -112,27 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="Comma-separated controllers to run: '*' for all, 'foo' enables, '-foo' "
         f"disables. Known: {', '.join(KNOWN_CONTROLLERS)}. Default: *.",
     )
-    group.add_argument(
+    add_bool_flag(
+        group,
         "--cluster-auto-approve",
-        type=_bool,
-        metavar="BOOL",
-        nargs="?",
-        const=True,
-        default=True,
-        help="Approve every valid ClusterRegistrationRequest (true|false). When false, a "
+        "Approve every valid ClusterRegistrationRequest (true|false). When false, a "
         "request waits until an operator sets its status.result to Approved.",
+        default=True,
     )
     group.add_argument(
         "--threadiness", type=_positive_int, default=10, metavar="N", help="Workers per controller."
     )
-    group.add_argument(
+    add_bool_flag(
+        group,
         "--anonymous-auth-supported",
-        type=_bool,
-        metavar="BOOL",
-        nargs="?",
-        const=True,
+        "Push through the socket proxy as system:anonymous (used by the deployer).",
         default=True,
-        help="Push through the socket proxy as system:anonymous (used by the deployer).",
     )
     group.add_argument(
         "--reserved-namespace",

@@ -55,7 +55,12 @@ from clusternet.kube import (
 )
 from clusternet.runtime import Component, Informer, InformerKey, run_component
 from clusternet.runtime.certs import CertificateAuthority, cert_pem, key_pem, write_private
-from clusternet.runtime.flags import CommonOptions, add_common_flags, common_options
+from clusternet.runtime.flags import (
+    CommonOptions,
+    add_bool_flag,
+    add_common_flags,
+    common_options,
+)
 from clusternet.runtime.server import ComponentServer, HealthChecks
 from clusternet.tunnel import TunnelServer
 
@@ -105,18 +110,6 @@ class HubOptions:
         return "ShadowAPI" in self.common.feature_gates
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-
-
-def _flag_bool(group: argparse._ArgumentGroup, name: str, help: str) -> None:
-    group.add_argument(name, type=_bool, nargs="?", const=True, default=False, help=help)
-
-
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -163,13 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="clusternet-reserved",
         help="Where the shadow API stores its Manifests.",
     )
-    _flag_bool(
+    add_bool_flag(
         hub,
         "--cleanup-apiservices",
         f"Delete APIService {APISERVICE_NAME} (and {SHADOW_APISERVICE_NAME} with gate "
         "ShadowAPI) on a clean shutdown (only for the last replica).",
     )
-    _flag_bool(hub, "--enable-tunnel-logging", "Verbose tunnel logs.")
+    add_bool_flag(hub, "--enable-tunnel-logging", "Verbose tunnel logs.")
     peers = parser.add_argument_group("peers (accepted; hub peering is not implemented)")
     peers.add_argument("--peer-advertise-address", default="")
     peers.add_argument("--peer-port", type=int, default=8123)

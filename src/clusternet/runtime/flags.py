@@ -125,12 +125,22 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return check
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
         return True
-    if text.lower() in ("false", "0", "no"):
+    if lowered in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def add_bool_flag(
+    group: argparse._ActionsContainer, name: str, help: str, *, default: bool = False
+) -> None:
+    """A Go-style boolean flag: ``--name``, ``--name=true`` or ``--name=false``."""
+    group.add_argument(
+        name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help
+    )
 
 
 def add_common_flags(
@@ -183,13 +193,8 @@ def add_common_flags(
         help="Log verbosity (klog style: 4 and above is debug).",
     )
     le = parser.add_argument_group("leader election")
-    le.add_argument(
-        "--leader-elect",
-        type=_bool,
-        default=True,
-        nargs="?",
-        const=True,
-        help="Run only while holding the lease (true|false).",
+    add_bool_flag(
+        le, "--leader-elect", "Run only while holding the lease (true|false).", default=True
     )
     le.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0)
     le.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0)
