@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clusternet.apis import naming
 from clusternet.kube import KubeClient, wait_for
 from clusternet.local.environment import Options
 from clusternet.local.testing import start_environment
@@ -22,7 +23,6 @@ from clusternet.scheduler.plugins.predictor import hub_proxy_path
 
 APPS = "apps.clusternet.io/v1alpha1"
 CLUSTERS = "clusters.clusternet.io/v1beta1"
-RESERVED = "clusternet-reserved"
 ONE_CPU = {"resources": {"requests": {"cpu": "1"}}}
 
 
@@ -39,22 +39,7 @@ def deployment_manifest(namespace: str, name: str, replicas: int) -> str:
             },
         },
     }  # fmt: skip
-    return json.dumps(
-        {
-            "apiVersion": APPS, "kind": "Manifest",
-            "metadata": {
-                "name": f"deployments.{namespace}.{name}", "namespace": RESERVED,
-                "labels": {
-                    "apps.clusternet.io/config.group": "apps",
-                    "apps.clusternet.io/config.version": "v1",
-                    "apps.clusternet.io/config.kind": "Deployment",
-                    "apps.clusternet.io/config.name": name,
-                    "apps.clusternet.io/config.namespace": namespace,
-                },
-            },
-            "template": template,
-        }
-    )  # fmt: skip
+    return json.dumps(naming.manifest(template, "deployments"))
 
 
 def dynamic_subscription(namespace: str, name: str) -> str:

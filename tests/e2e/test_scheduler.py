@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from clusternet.apis import naming
 from clusternet.kube import KubeClient, wait_for
 from clusternet.local.environment import Options
 from clusternet.local.testing import Clusters, start_environment
@@ -90,22 +91,7 @@ def deployment_manifest(namespace: str, name: str, replicas: int) -> str:
             },
         },
     }  # fmt: skip
-    return json.dumps(
-        {
-            "apiVersion": APPS, "kind": "Manifest",
-            "metadata": {
-                "name": f"deployments.{namespace}.{name}", "namespace": RESERVED,
-                "labels": {
-                    "apps.clusternet.io/config.group": "apps",
-                    "apps.clusternet.io/config.version": "v1",
-                    "apps.clusternet.io/config.kind": "Deployment",
-                    "apps.clusternet.io/config.name": name,
-                    "apps.clusternet.io/config.namespace": namespace,
-                },
-            },
-            "template": template,
-        }
-    )  # fmt: skip
+    return json.dumps(naming.manifest(template, "deployments"))
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from clusternet.apis.naming import (
     feed_key,
     feed_selector,
     legacy_manifest_name,
+    manifest,
     manifest_labels,
     manifest_name,
     selector_string,
@@ -116,3 +117,17 @@ def test_names_too_long_for_a_label_are_left_out() -> None:
     assert known.CONFIG_NAME_LABEL not in labels
     assert known.CONFIG_SUBSCRIPTION_NAME_LABEL not in labels
     assert labels[known.CONFIG_SUBSCRIPTION_UID_LABEL] == "u"
+
+
+def test_a_manifest_stores_its_template_under_the_rules_name_and_labels() -> None:
+    template = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+    }
+    stored = manifest(template, "deployments")
+    assert (stored["apiVersion"], stored["kind"]) == ("apps.clusternet.io/v1alpha1", "Manifest")
+    assert stored["metadata"]["name"] == "deployments.shop.web"
+    assert stored["metadata"]["namespace"] == known.RESERVED_NAMESPACE
+    assert stored["metadata"]["labels"] == manifest_labels(template)
+    assert stored["template"] == template

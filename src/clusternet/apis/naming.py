@@ -76,6 +76,23 @@ def manifest_labels(template: Object) -> dict[str, str]:
     }
 
 
+def manifest(
+    template: Object, plural: str, namespace: str = known.RESERVED_NAMESPACE
+) -> dict[str, Any]:
+    """The Manifest that stores ``template`` (a feed's object) in the reserved namespace."""
+    meta = template["metadata"]
+    return {
+        "apiVersion": f"{known.APPS_GROUP}/v1alpha1",
+        "kind": "Manifest",
+        "metadata": {
+            "name": manifest_name(plural, meta["name"], meta.get("namespace")),
+            "namespace": namespace,
+            "labels": manifest_labels(template),
+        },
+        "template": dict(template),
+    }
+
+
 def selector_string(labels: Mapping[str, str]) -> str:
     """A label selector (``k=v,k2=v2``) for API requests."""
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))

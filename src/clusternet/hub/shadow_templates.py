@@ -105,16 +105,7 @@ def manifest_name(resource: ShadowResource, template: Mapping[str, Any]) -> str:
 
 def new_manifest(resource: ShadowResource, template: Mapping[str, Any], namespace: str) -> Object:
     """The Manifest storing a trimmed template, in the reserved ``namespace``."""
-    return {
-        "apiVersion": MANIFEST_API_VERSION,
-        "kind": MANIFEST_KIND,
-        "metadata": {
-            "name": manifest_name(resource, template),
-            "namespace": namespace,
-            "labels": naming.manifest_labels(template),
-        },
-        "template": dict(template),
-    }
+    return naming.manifest(template, resource.plural, namespace)
 
 
 def replace_template(manifest: Mapping[str, Any], template: Mapping[str, Any]) -> Object:
