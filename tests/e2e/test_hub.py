@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,13 @@ from clusternet.local import components
 from clusternet.local._rest import APIError, RestClient
 from clusternet.local.environment import Options
 from clusternet.local.pki import PKI
-from clusternet.local.testing import Clusters, Kubectl, kubectl_binary, start_environment
+from clusternet.local.testing import (
+    Clusters,
+    Kubectl,
+    kubectl_binary,
+    start_environment,
+    wait_until,
+)
 
 SOCKETS = "/apis/proxies.clusternet.io/v1alpha1/sockets"
 
@@ -49,16 +55,6 @@ def via_hub(clusters: Clusters, child: str, tmp_path: Path) -> Kubectl:
 
 def cluster_id(clusters: Clusters, child: str) -> str:
     return components.cluster_ids(clusters.env.client("parent"))[child]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        if outcome := condition():
-            return outcome
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_kubectl_through_the_hub_sees_only_that_child(clusters: Clusters, tmp_path: Path) -> None:
@@ -250,8 +246,8 @@ def test_rbac_on_sockets_decides_who_reaches_which_child(
                     r if ((r := bob("get", "ns", "-o", "name", check=False)).returncode == 0)
                     == allowed else None
                 ),
-                30,
                 f"bob's access to {child}",
+                timeout=30,
             )  # fmt: skip
             if allowed:
                 assert "namespace/kube-system" in result.stdout.split()
@@ -335,7 +331,7 @@ def test_restarting_the_hub_and_killing_an_agent(tmp_path: Path) -> None:
         agent = env._live_state_process("child1/clusternet-agent")
 
         env.restart_process("parent/clusternet-hub")
-        wait_until(lambda: components.tunnel_works(parent, child_id), 60, "the agent to reconnect")
+        wait_until(lambda: components.tunnel_works(parent, child_id), "the agent to reconnect")
         assert agent.alive(), "the agent was not restarted: it reconnected by itself"
         via = via_hub(clusters, "child1", tmp_path)
         assert "namespace/kube-system" in via("get", "ns", "-o", "name").stdout.split()
@@ -343,7 +339,7 @@ def test_restarting_the_hub_and_killing_an_agent(tmp_path: Path) -> None:
         os.kill(agent.pid, signal.SIGKILL)
         killed = time.monotonic()
         message = wait_until(
-            lambda: _disconnected_message(parent, child_id), 30, "the disconnected error"
+            lambda: _disconnected_message(parent, child_id), "the disconnected error", timeout=30
         )
         print(f"disconnected error {time.monotonic() - killed:.2f}s after the agent was killed")
         assert message == (f"cannot proxy through cluster {child_id}, whose agent is disconnected")

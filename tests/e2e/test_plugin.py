@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from clusternet.apis import naming
-from clusternet.local.testing import Clusters, kubectl_binary
+from clusternet.local.testing import Clusters, kubectl_binary, wait_until
 
 MANIFEST = "manifests.apps.clusternet.io"
 RESERVED = "clusternet-reserved"
@@ -76,14 +75,15 @@ def test_help_through_kubectl() -> None:
 
 
 def test_clusters_lists_every_child_ready(clusters: Clusters) -> None:
-    deadline = time.monotonic() + 120
-    while True:  # Ready comes with the agents' first status report
+
+    def all_ready() -> tuple[list[str], dict[str, list[str]]] | None:
         rows = ok(plugin(clusters, "clusters", "--context", "parent")).splitlines()
         by_name = {row.split()[1]: row.split() for row in rows[1:]}
-        if all(by_name.get(child, [""] * 6)[5] == "True" for child in clusters.children):
-            break
-        assert time.monotonic() < deadline, "\n".join(rows)
-        time.sleep(3)
+        ready = all(by_name.get(child, [""] * 6)[5] == "True" for child in clusters.children)
+        return (rows, by_name) if ready else None
+
+    # Ready comes with the agents' first status report.
+    rows, by_name = wait_until(all_ready, "every child Ready in `clusters`", timeout=120)
     assert rows[0].split()[:3] == ["NAMESPACE", "NAME", "CLUSTER"]
     for child in clusters.children:
         namespace, _, cluster_id, sync_mode, version = by_name[child][:5]

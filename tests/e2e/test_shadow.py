@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from clusternet.kube import KubeClient
-from clusternet.local.testing import Clusters, Kubectl
+from clusternet.local.testing import Clusters, Kubectl, wait_until
 
 SHADOW = "/apis/shadow/v1alpha1"
 RESERVED = "clusternet-reserved"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (outcome := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout}s")
-        time.sleep(0.5)
-    return outcome
 
 
 def fresh(prefix: str) -> str:

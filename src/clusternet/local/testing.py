@@ -12,17 +12,20 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from clusternet.local.binaries import Toolbox
 from clusternet.local.environment import LocalEnvironment, Options, State
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,6 +77,20 @@ class Clusters:
 
     def kubectl(self, context: str = "parent") -> Kubectl:
         return Kubectl(self.kubeconfig, context, kubectl_binary())
+
+
+def wait_until(
+    condition: Callable[[], T | None], what: str, timeout: float = 60, interval: float = 0.2
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that; fail naming
+    ``what`` after ``timeout`` seconds.  For state with no watch to wait on (a log, a CLI's
+    output, a proxy's answer)."""
+    deadline = time.monotonic() + timeout
+    while not (outcome := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f}s")
+        time.sleep(interval)
+    return outcome
 
 
 def kubectl_binary() -> str:
