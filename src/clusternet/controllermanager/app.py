@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
 import structlog
 
@@ -50,9 +50,6 @@ _NOT_HERE: Final = {
     "clusterdiscovery": "cluster-api discovery is not supported yet",
     "serviceimport": "the ServiceImport controller is not part of this build yet",
 }
-_DEPLOYER_PARTIAL: Final = (
-    "of the deployer controllers only FeedInventory is in this build, and its gate is off"
-)
 # Controllers that run only with a feature gate (spec §1.4, §1.6).
 _GATED: Final = {"deployer": "Deployer", "serviceimport": "MultiClusterService"}
 
@@ -164,10 +161,6 @@ def runnable_controllers(options: Options) -> list[str]:
             continue  # off unless its gate is on, as upstream
         if name == "clusterdiscovery" and not options.cluster_api_kubeconfig:
             continue  # only runs with --cluster-api-kubeconfig
-        if name == "deployer" and "FeedInventory" not in gates:
-            # Of the deployer pipeline only the FeedInventory controller is in this build.
-            log.warning("controller not started", controller=name, reason=_DEPLOYER_PARTIAL)
-            continue
         if name in _NOT_HERE:
             log.warning("controller not started", controller=name, reason=_NOT_HERE[name])
             continue
@@ -175,10 +168,29 @@ def runnable_controllers(options: Options) -> list[str]:
     return runnable
 
 
+class Controller(Protocol):
+    async def run(self, workers: int) -> None: ...
+
+
+def deployer_controllers(
+    options: Options, client: KubeClient, informers: SharedInformerFactory, recorder: EventRecorder
+) -> list[Controller]:
+    """The controllers of ``deployer`` (gate Deployer): the distribution pipeline of spec §4."""
+    gates = options.common.feature_gates
+    controllers: list[Controller] = []
+    if "FeedInventory" in gates:
+        controllers.append(
+            FeedInventoryController(
+                client, informers, recorder, reserved_namespace=options.reserved_namespace
+            )
+        )
+    return controllers
+
+
 async def run_controllers(options: Options, client: KubeClient, recorder: EventRecorder) -> None:
     gates = options.common.feature_gates
     informers = SharedInformerFactory(client)
-    controllers: list[RegistrationApprover | ClusterLifecycle | FeedInventoryController] = []
+    controllers: list[Controller] = []
     for name in runnable_controllers(options):
         if name == "crrapprover":
             controllers.append(
@@ -195,12 +207,8 @@ async def run_controllers(options: Options, client: KubeClient, recorder: EventR
             controllers.append(
                 ClusterLifecycle(client, informers, recorder, cluster_init="ClusterInit" in gates)
             )
-        elif name == "deployer":  # runnable only with gate FeedInventory: that part of it
-            controllers.append(
-                FeedInventoryController(
-                    client, informers, recorder, reserved_namespace=options.reserved_namespace
-                )
-            )
+        elif name == "deployer":
+            controllers.extend(deployer_controllers(options, client, informers, recorder))
     informers.start()
     try:
         if not await informers.wait_for_sync():
