@@ -117,7 +117,20 @@ KWOK = Component(
     # kwok refuses to start without stage documents; keep the ones its module ships.
     module_files=(("sigs.k8s.io/kwok", "kustomize/stage", "stages"),),
 )
+# Helm charts are rendered and installed by the real helm CLI (Helm 3 is end-of-life).
+HELM = Component(
+    name="helm",
+    version=HELM_VERSION,
+    packages={"helm": "helm.sh/helm/v4/cmd/helm"},
+    ldflags=(
+        f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+        "-X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+    ),
+    path_is_fallback=True,
+)
 CONTROL_PLANE: tuple[Component, ...] = (ETCD, KUBERNETES, KWOK, KUBECTL)
+# Everything `clusternet local build` provides: the control planes and the tools around them.
+ALL_COMPONENTS: tuple[Component, ...] = (*CONTROL_PLANE, HELM)
 
 
 def cache_root() -> Path:
@@ -161,7 +174,7 @@ class Toolbox:
     """Where each binary of the local control plane lives, building what is missing."""
 
     cache: Path = field(default_factory=cache_root)
-    components: tuple[Component, ...] = CONTROL_PLANE
+    components: tuple[Component, ...] = ALL_COMPONENTS
     log: Callable[[str], None] = lambda _msg: None
 
     def bin_dir(self, component: Component) -> Path:
