@@ -69,7 +69,12 @@ def test_only_implemented_and_ungated_controllers_run() -> None:
 
     assert runnable_controllers(plain) == ["clusterlifecycle", "crrapprover"]
     # Gated or not implemented here: logged and skipped, never a crash.
-    assert runnable_controllers(with_gates) == ["clusterlifecycle", "crrapprover", "deployer"]
+    assert runnable_controllers(with_gates) == [
+        "clusterlifecycle",
+        "crrapprover",
+        "deployer",
+        "serviceimport",
+    ]
     assert runnable_controllers(parse_options(["--controllers=*,-crrapprover"])) == [
         "clusterlifecycle"
     ]

@@ -23,6 +23,8 @@ import structlog
 import clusternet
 from clusternet.agent.options import COMPONENT, AgentOptions, parse_options
 from clusternet.agent.predictor_server import PredictorServer
+from clusternet.agent.puller import Puller
+from clusternet.agent.recovery import Recovery
 from clusternet.agent.registration import (
     SERVICE_ACCOUNT_TOKEN_TYPE,
     Registration,
@@ -32,9 +34,12 @@ from clusternet.agent.registration import (
     register,
 )
 from clusternet.agent.reporter import StatusReporter
+from clusternet.agent.serviceexport import ServiceExportController
 from clusternet.agent.status import ReportSettings
 from clusternet.agent.tunnel import new_tunnel_client
 from clusternet.apis import known
+from clusternet.apis.mcs import SourceCluster
+from clusternet.deployer import DescriptionSync, agent_pulls
 from clusternet.kube import (
     ApiError,
     ClusterConfig,
@@ -43,7 +48,13 @@ from clusternet.kube import (
     in_cluster_config,
     load_kubeconfig,
 )
-from clusternet.runtime import Component, LeaderElector, SharedInformerFactory, run_component
+from clusternet.runtime import (
+    Component,
+    EventRecorder,
+    LeaderElector,
+    SharedInformerFactory,
+    run_component,
+)
 from clusternet.runtime.apimetrics import APIRequestMetrics
 
 log = structlog.get_logger(__name__)
@@ -153,6 +164,7 @@ async def _serve(
         KubeClient(
             registration.parent, cluster="parent", user_agent=COMPONENT, observer=api_metrics
         ) as parent,
+        EventRecorder(parent, component=COMPONENT) as recorder,
         asyncio.TaskGroup() as tasks,
     ):
         reporter = StatusReporter(
@@ -167,6 +179,14 @@ async def _serve(
             label_threshold=options.labels_aggregate_threshold,
             environ=os.environ,
         )
+        if "MultiClusterService" in gates:  # before the loop: it adds child informers
+            exports = ServiceExportController(
+                child,
+                parent,
+                informers,
+                SourceCluster(registration.namespace, identity, registration.cluster_name),
+            )
+            tasks.create_task(exports.run())
         # Run here rather than by informers.start(): a failing informer ends the lead.
         for informer in informers.informers.values():
             tasks.create_task(informer.run())
@@ -174,6 +194,7 @@ async def _serve(
             keep_child_cluster_deployer(parent, token_secrets, registration, child_config.server)
         )
         tasks.create_task(reporter.run())
+        _start_deployers(options, parent, child, registration, recorder, tasks)
         if settings.use_socket:
             tunnel = new_tunnel_client(
                 registration.parent,
@@ -183,6 +204,35 @@ async def _serve(
                 verbose=options.enable_tunnel_logging,
             )
             tasks.create_task(tunnel.run())
+
+
+def _start_deployers(
+    options: AgentOptions,
+    parent: KubeClient,
+    child: KubeClient,
+    registration: Registration,
+    recorder: EventRecorder,
+    tasks: asyncio.TaskGroup,
+) -> None:
+    """Pull (when this agent deploys, spec §4.7) and Recovery (gate ``Recovery``): both
+    driven by one watch on the Descriptions of the dedicated namespace in the parent."""
+    gates = options.common.feature_gates
+    pulls = agent_pulls(options.sync_mode, "AppPusher" in gates)
+    recovers = "Recovery" in gates
+    if not pulls and not recovers:
+        return
+    parent_informers = SharedInformerFactory(parent)
+    descriptions = parent_informers.informer(
+        f"{known.APPS_GROUP}/v1alpha1", "Description", namespace=registration.namespace
+    )
+    sync = DescriptionSync(parent, recorder)
+    if pulls:
+        log.info("deploying the Descriptions of this cluster (pull)", mode=options.sync_mode)
+        tasks.create_task(Puller(child, descriptions, sync).run())
+    if recovers:
+        recovery = Recovery(parent, child, descriptions, sync, registration.namespace)
+        tasks.create_task(recovery.run())
+    tasks.create_task(descriptions.run())
 
 
 def _child_config(options: AgentOptions) -> ClusterConfig:

@@ -36,6 +36,10 @@ CLUSTER_BOOTSTRAPPING_LABEL: Final = "clusters.clusternet.io/bootstrapping"
 CREDENTIALS_AUTO: Final = "credentials-auto"
 RBAC_DEFAULTS: Final = "rbac-defaults"
 OBJECT_CREATED_BY_LABEL: Final = "clusternet.io/created-by"
+# Not upstream: stamped by the deployers on every object they apply in a child, so that
+# Recovery can select exactly those objects (upstream selects on created-by, spec §12 item 16).
+DEPLOYED_BY_LABEL: Final = "apps.clusternet.io/deployed-by"
+DEPLOYED_BY_CLUSTERNET: Final = "clusternet"
 
 CONFIG_GROUP_LABEL: Final = "apps.clusternet.io/config.group"
 CONFIG_VERSION_LABEL: Final = "apps.clusternet.io/config.version"

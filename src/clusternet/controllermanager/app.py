@@ -15,9 +15,15 @@ from typing import Final, NoReturn, Protocol
 import structlog
 
 from clusternet.apis import known
+from clusternet.controllermanager.aggregatestatus import AggregateStatusController
+from clusternet.controllermanager.base import BaseController
 from clusternet.controllermanager.clusterlifecycle import ClusterLifecycle
 from clusternet.controllermanager.crrapprover import RegistrationApprover
 from clusternet.controllermanager.feedinventory import FeedInventoryController
+from clusternet.controllermanager.feedprotection import FeedProtectionController
+from clusternet.controllermanager.pusher import Pusher
+from clusternet.controllermanager.serviceimport import ServiceImportController
+from clusternet.controllermanager.subscription import SubscriptionController
 from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
 from clusternet.runtime import (
     Component,
@@ -48,7 +54,6 @@ KNOWN_CONTROLLERS: Final = (
 # that are not available yet; enabling them is not an error, they are reported and skipped.
 _NOT_HERE: Final = {
     "clusterdiscovery": "cluster-api discovery is not supported yet",
-    "serviceimport": "the ServiceImport controller is not part of this build yet",
 }
 # Controllers that run only with a feature gate (spec §1.4, §1.6).
 _GATED: Final = {"deployer": "Deployer", "serviceimport": "MultiClusterService"}
@@ -184,6 +189,24 @@ def deployer_controllers(
                 client, informers, recorder, reserved_namespace=options.reserved_namespace
             )
         )
+    # Subscription.status.aggregatedStatuses and Deployed (spec §4.9).
+    controllers.append(AggregateStatusController(client, informers, recorder))
+    # Feed finalizers; in-use protection with FeedInUseProtection (spec §4.1, §4.8).
+    controllers.append(
+        FeedProtectionController(
+            client,
+            informers,
+            recorder,
+            protection="FeedInUseProtection" in gates,
+            reserved_namespace=options.reserved_namespace,
+        )
+    )
+    controllers.append(Pusher(client, informers, recorder))  # Generic Descriptions, spec §4.7
+    # Subscription -> Bases -> Descriptions (spec §4.3-§4.6).
+    controllers.append(SubscriptionController(client, informers, recorder))
+    controllers.append(
+        BaseController(client, informers, recorder, reserved_namespace=options.reserved_namespace)
+    )
     return controllers
 
 
@@ -209,6 +232,8 @@ async def run_controllers(options: Options, client: KubeClient, recorder: EventR
             )
         elif name == "deployer":
             controllers.extend(deployer_controllers(options, client, informers, recorder))
+        elif name == "serviceimport":
+            controllers.append(ServiceImportController(client, informers, recorder))
     informers.start()
     try:
         if not await informers.wait_for_sync():

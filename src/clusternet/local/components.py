@@ -155,7 +155,7 @@ def controller_manager_argv(kubeconfig: str, health_port: int) -> list[str]:
         "--leader-elect=true",
         # SocketConnection: the approver grants each cluster its socket (spec §3.3).
         "--feature-gates=Deployer=true,FeedInUseProtection=true,FeedInventory=true,"
-        "SocketConnection=true",
+        "SocketConnection=true,MultiClusterService=true",
     ]
 
 
@@ -171,7 +171,12 @@ def scheduler_argv(kubeconfig: str, health_port: int) -> list[str]:
 
 
 def agent_argv(
-    kubeconfig: str, cluster: str, parent_url: str, token: str, health_port: int
+    kubeconfig: str,
+    cluster: str,
+    parent_url: str,
+    token: str,
+    health_port: int,
+    sync_mode: str = "Dual",
 ) -> list[str]:
     return [
         sys.executable,
@@ -181,10 +186,12 @@ def agent_argv(
         f"--cluster-reg-parent-url={parent_url}",
         f"--cluster-reg-token={token}",
         f"--cluster-reg-name={cluster}",
-        "--cluster-sync-mode=Dual",
+        f"--cluster-sync-mode={sync_mode}",
         # Predictor: each agent serves replica predictions (on a free port: several agents
-        # share this machine) that the scheduler reaches through the hub.
-        "--feature-gates=AppPusher=true,SocketConnection=true,Predictor=true",
+        # share this machine) that the scheduler reaches through the hub.  Recovery: the
+        # agent repairs drift of deployed objects and reports their status (spec §4.7).
+        "--feature-gates=AppPusher=true,SocketConnection=true,Predictor=true,Recovery=true,"
+        "MultiClusterService=true",
         "--predictor-port=0",
         f"--secure-port={health_port}",
         "--leader-elect=true",

@@ -62,6 +62,9 @@ class Options:
     timeout: float = 180.0
     # Install Clusternet and run its controller-manager and one agent per child.
     clusternet: bool = True
+    # --cluster-sync-mode of each child's agent, in order (Push, Pull or Dual); children
+    # past the end of the tuple use Dual.
+    sync_modes: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.children < 1:
@@ -86,6 +89,9 @@ class Options:
                 raise LocalEnvironmentError(
                     f"{flag} {value!r} is not a Kubernetes quantity (examples: 8, 500m, 32Gi)"
                 )
+        for mode in self.sync_modes:
+            if mode not in ("Push", "Pull", "Dual"):
+                raise LocalEnvironmentError(f"sync mode {mode!r} is not Push, Pull or Dual")
         if not 0 <= self.parent_port <= 65535:
             raise LocalEnvironmentError(f"--parent-port {self.parent_port} is not a TCP port")
 
@@ -268,7 +274,7 @@ class LocalEnvironment:
 
             if options.clusternet:
                 phase = time.monotonic()
-                self._start_clusternet(pki, options.timeout)
+                self._start_clusternet(pki, options.timeout, options.sync_modes)
                 timings["clusternet"] = time.monotonic() - phase
 
             self._write_merged_kubeconfig(pki)
@@ -574,7 +580,7 @@ class LocalEnvironment:
 
     # clusternet -------------------------------------------------------------
 
-    def _start_clusternet(self, pki: PKI, timeout: float) -> None:
+    def _start_clusternet(self, pki: PKI, timeout: float, sync_modes: tuple[str, ...] = ()) -> None:
         state = self._require_state()
         parent = state.cluster(PARENT)
         self.log("installing clusternet (CRDs, namespaces, RBAC)")
@@ -599,11 +605,16 @@ class LocalEnvironment:
         self.log("starting clusternet-scheduler")
         argv = components.scheduler_argv(parent.kubeconfig, free_port())
         watched.append(self._record(processes.start(name, argv, self._logs(name))))
-        for child in state.children:
+        for index, child in enumerate(state.children):
             name = f"{child.name}/clusternet-agent"
             self.log(f"starting clusternet-agent of {child.name}")
             argv = components.agent_argv(
-                child.kubeconfig, child.name, parent.server, state.bootstrap_token, free_port()
+                child.kubeconfig,
+                child.name,
+                parent.server,
+                state.bootstrap_token,
+                free_port(),
+                sync_mode=sync_modes[index] if index < len(sync_modes) else "Dual",
             )
             watched.append(self._record(processes.start(name, argv, self._logs(name))))
         self._save_state()

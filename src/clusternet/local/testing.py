@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,27 @@ class Clusters:
 
     def kubectl(self, context: str = "parent") -> Kubectl:
         return Kubectl(self.kubeconfig, context, kubectl_binary())
+
+    def plugin(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl clusternet <args> --context parent``, run by the real kubectl, which finds
+        the ``kubectl-clusternet`` of this Python environment on $PATH."""
+        path = [str(Path(sys.executable).parent), str(Path(kubectl_binary()).parent)]
+        env = {
+            **os.environ,
+            "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]),
+            "KUBECONFIG": str(self.kubeconfig),
+        }
+        cmd = [kubectl_binary(), "clusternet", *args, "--context", "parent"]
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, input=input, env=env, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        return result
 
 
 def wait_until(

@@ -1,0 +1,247 @@
+"""Propagation latency: Subscription created → objects present (and ready) in every child.
+
+    python bench/bench_propagation.py [--children 3] [--runs 50] [--burst 500]
+
+Brings up its own parent and children with `clusternet local up`'s code (the whole
+Clusternet running: hub, scheduler, controller-manager, one agent per child) and drives it
+only through the Kubernetes API, as a user would:
+
+1. Sequential: for each run a Deployment template (1 replica) is written to the shadow API,
+   then the clock starts and a Replication Subscription selecting every child is created.
+   Watches opened on every child beforehand record when the Deployment appears (ADDED) and
+   when it is ready (readyReplicas = replicas, pods run by kwok).  Latency = the slowest child.
+2. Burst: N ConfigMap templates, then N Subscriptions created at once (50 in flight); the
+   time until every child holds all N ConfigMaps, and the throughput that gives.
+Prints tables. Binaries must be built (`clusternet local build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from clusternet.apis import known
+from clusternet.kube import KubeClient, load_kubeconfig
+from clusternet.local.environment import LocalEnvironment, Options
+
+SHADOW = "/apis/shadow/v1alpha1"
+APPS = "apps.clusternet.io/v1alpha1"
+NAMESPACE = "bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def subscription(name: str, feeds: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "apiVersion": APPS,
+        "kind": "Subscription",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "subscribers": [
+                {
+                    "clusterAffinity": {
+                        "matchExpressions": [
+                            {"key": known.CLUSTER_NAME_LABEL, "operator": "Exists"}
+                        ]
+                    }
+                }
+            ],
+            "feeds": [{"apiVersion": "v1", "kind": "Namespace", "name": NAMESPACE}, *feeds],
+        },
+    }
+
+
+def deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
+            },
+        },
+    }
+
+
+class Seen:
+    """First time each object name was seen (and seen ready) in each child, from watches."""
+
+    def __init__(self, children: list[str]) -> None:
+        self.children = children
+        self.present: dict[str, dict[str, float]] = {}
+        self.ready: dict[str, dict[str, float]] = {}
+        self.changed = asyncio.Event()
+
+    def record(self, child: str, obj: dict[str, Any], ready: bool) -> None:
+        name = obj["metadata"]["name"]
+        now = time.monotonic()
+        self.present.setdefault(name, {}).setdefault(child, now)
+        if ready:
+            self.ready.setdefault(name, {}).setdefault(child, now)
+        self.changed.set()
+
+    async def until(self, check: Callable[[], bool], limit: float = 120) -> None:
+        async with asyncio.timeout(limit):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
+
+    def everywhere(self, table: dict[str, dict[str, float]], name: str) -> float | None:
+        seen = table.get(name, {})
+        return max(seen.values()) if len(seen) == len(self.children) else None
+
+
+async def watch_child(
+    client: KubeClient, child: str, kind: str, api_version: str, seen: Seen
+) -> None:
+    while True:
+        listed = await client.list(api_version, kind, namespace=NAMESPACE)
+        for item in listed["items"]:
+            seen.record(child, item, _ready(item))
+        rv = listed["metadata"]["resourceVersion"]
+        async with client.watch(api_version, kind, namespace=NAMESPACE, resource_version=rv) as ev:
+            async for event in ev:
+                if event.type in ("ADDED", "MODIFIED"):
+                    seen.record(child, event.object, _ready(event.object))
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    if obj.get("kind", "Deployment") == "ConfigMap" or "spec" not in obj:
+        return True
+    wanted = obj["spec"].get("replicas", 1)
+    return bool((obj.get("status") or {}).get("readyReplicas", 0) >= wanted)
+
+
+async def bounded(tasks: list[Callable[[], Awaitable[Any]]], limit: int) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(task: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            await task()
+
+    await asyncio.gather(*(one(t) for t in tasks))
+
+
+async def run(env: LocalEnvironment, kubeconfig: str, children: list[str], args: Any) -> None:
+    parent = KubeClient(load_kubeconfig(kubeconfig, context="parent"), cluster="parent")
+    child_clients = {
+        c: KubeClient(load_kubeconfig(kubeconfig, context=c), cluster=c) for c in children
+    }
+    seen = Seen(children)
+    watchers = [
+        asyncio.create_task(watch_child(client, child, kind, version, seen))
+        for child, client in child_clients.items()
+        for kind, version in (("Deployment", "apps/v1"), ("ConfigMap", "v1"))
+    ]
+    try:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        await parent.request("POST", f"{SHADOW}/namespaces", body=ns)
+        present: list[float] = []
+        ready: list[float] = []
+        for i in range(args.runs):
+            name = f"web-{i}"
+            await parent.request(
+                "POST", f"{SHADOW}/namespaces/{NAMESPACE}/deployments", body=deployment(name)
+            )
+            feed = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": NAMESPACE}
+            start = time.monotonic()
+            await parent.create(subscription(f"seq-{i}", [{**feed, "name": name}]))
+            await seen.until(lambda n=name: seen.everywhere(seen.ready, n) is not None)  # type: ignore[misc]
+            present.append((seen.everywhere(seen.present, name) or 0) - start)
+            ready.append((seen.everywhere(seen.ready, name) or 0) - start)
+        print(f"\nSequential: {args.runs} Subscriptions, {len(children)} children (seconds)")
+        print("| measure | p50 | p90 | p99 | max |\n|---|---|---|---|---|")
+        for label, values in (("present in all", present), ("ready in all", ready)):
+            print(
+                f"| {label} | {statistics.median(values):.3f} | {percentile(values, 0.9):.3f} "
+                f"| {percentile(values, 0.99):.3f} | {max(values):.3f} |"
+            )
+
+        names = [f"cm-{i}" for i in range(args.burst)]
+        await bounded(
+            [
+                lambda n=n: parent.request(  # type: ignore[misc]
+                    "POST",
+                    f"{SHADOW}/namespaces/{NAMESPACE}/configmaps",
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": n},
+                        "data": {"k": n},
+                    },
+                )
+                for n in names
+            ],
+            20,
+        )
+        start = time.monotonic()
+        await bounded(
+            [
+                lambda n=n: parent.create(  # type: ignore[misc]
+                    subscription(
+                        f"burst-{n}",
+                        [
+                            {
+                                "apiVersion": "v1",
+                                "kind": "ConfigMap",
+                                "namespace": NAMESPACE,
+                                "name": n,
+                            }
+                        ],
+                    )
+                )
+                for n in names
+            ],
+            50,
+        )
+        created = time.monotonic() - start
+        await seen.until(
+            lambda: all(seen.everywhere(seen.present, n) is not None for n in names), 900
+        )
+        total = time.monotonic() - start
+        print(f"\nBurst: {args.burst} Subscriptions created at once, {len(children)} children")
+        print("| measure | value |\n|---|---|")
+        print(f"| all Subscriptions created | {created:.1f} s |")
+        print(f"| all objects present in all children | {total:.1f} s |")
+        print(f"| throughput | {args.burst / total:.1f} Subscriptions/s |")
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await parent.aclose()
+        for client in child_clients.values():
+            await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--children", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="clusternet-bench-") as tmp:
+        env = LocalEnvironment(run_dir=Path(tmp) / "run", kubeconfig=Path(tmp) / "kubeconfig")
+        try:
+            state = env.up(Options(children=args.children))
+            children = [c.name for c in state.children]
+            asyncio.run(run(env, str(state.kubeconfig), children, args))
+        finally:
+            env.down()
+
+
+if __name__ == "__main__":
+    main()

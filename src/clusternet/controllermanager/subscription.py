@@ -1,0 +1,378 @@
+"""The Subscription controller (spec §4.2-§4.4, §4.8; part of ``deployer``).
+
+Turns each scheduled Subscription into one Base per bound cluster (:mod:`.bases` decides,
+this module writes) and, for Dividing, into replica Localizations.  It puts the finalizer
+``apps.clusternet.io/finalizer`` and the label ``<subUID>: Subscription`` on the Subscription;
+on deletion it deletes the Bases and drops the finalizer once they are gone (each Base's
+own finalizer first removes its Descriptions, see :mod:`.base`).
+
+Watch-driven: a Subscription comes back when its placement, feeds or metadata change, when
+one of its Bases or replica Localizations changes or goes away (found by the ``subs.uid``
+label / ``<subUID>`` label through indexes), when its FeedInventory changes, and when a
+bound cluster's dedicated namespace appears.  Bases just created but not yet in the cache
+are remembered for a while ("expectations"), so that a second event cannot make a second
+Base before the first is seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Final
+
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from clusternet.apis import known, naming
+from clusternet.controllermanager import bases as plan
+from clusternet.kube import AlreadyExists, Conflict, KubeClient, NotFound, Object
+from clusternet.runtime import (
+    DeletedFinalStateUnknown,
+    EventRecorder,
+    Result,
+    SharedInformerFactory,
+    WorkQueue,
+    object_key,
+    run_workers,
+)
+
+log = structlog.get_logger(__name__)
+
+NAME: Final = "subscription"
+APPS_API_VERSION: Final = plan.APPS_API_VERSION
+BY_SUBSCRIPTION_UID: Final = "subscription-uid"
+BY_BOUND_NAMESPACE: Final = "bound-namespace"
+BY_UID: Final = "uid"
+# How long a created Base may take to show up in the cache before it is created again.
+EXPECTATION_SECONDS: Final = 60.0
+
+
+class StaleCache(Exception):
+    """The cache was behind a write (Conflict, AlreadyExists): the key is retried with
+    backoff instead of waiting for an event the filters may ignore."""
+
+
+def base_subscription_uid(base: Object) -> list[str]:
+    """Index of Bases (and FeedInventories) by their Subscription's UID."""
+    uid = (base["metadata"].get("labels") or {}).get(known.CONFIG_SUBSCRIPTION_UID_LABEL)
+    return [uid] if uid else []
+
+
+def localization_subscription_uid(loc: Object) -> list[str]:
+    """Index of Localizations by the ``<subUID>: Subscription`` label of replica ones."""
+    labels = loc["metadata"].get("labels") or {}
+    return [key for key, value in labels.items() if value == "Subscription"]
+
+
+def subscription_bound_namespaces(sub: Object) -> list[str]:
+    return plan.bound_namespaces(sub)
+
+
+def uid_index(obj: Object) -> list[str]:
+    uid = obj["metadata"].get("uid")
+    return [uid] if uid else []
+
+
+def _watched(sub: Object) -> Any:
+    """What the controller reads of a Subscription (status conditions and aggregated
+    statuses change often and do not matter here)."""
+    meta = sub["metadata"]
+    status = sub.get("status") or {}
+    return (
+        (sub.get("spec") or {}).get("feeds"),
+        (sub.get("spec") or {}).get("schedulingStrategy"),
+        status.get("bindingClusters"),
+        status.get("replicas"),
+        status.get("specHash"),
+        meta.get("deletionTimestamp"),
+        meta.get("finalizers"),
+        meta.get("labels"),
+        (meta.get("annotations") or {}).get(known.IS_DEFAULT_CLUSTER_INIT_ANNOTATION),
+    )
+
+
+class SubscriptionController:
+    def __init__(
+        self,
+        client: KubeClient,
+        informers: SharedInformerFactory,
+        recorder: EventRecorder,
+        *,
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.queue: WorkQueue[str] = WorkQueue(NAME, registry=registry)
+        self.subscriptions = informers.informer(APPS_API_VERSION, "Subscription")
+        self.bases = informers.informer(APPS_API_VERSION, "Base")
+        self.localizations = informers.informer(APPS_API_VERSION, "Localization")
+        self.inventories = informers.informer(APPS_API_VERSION, "FeedInventory")
+        # Dedicated namespaces carry the cluster-id label (registration.py).
+        self.namespaces = informers.informer(
+            "v1", "Namespace", label_selector=known.CLUSTER_ID_LABEL
+        )
+        self.subscriptions.add_indexer(BY_BOUND_NAMESPACE, subscription_bound_namespaces)
+        self.subscriptions.add_indexer(BY_UID, uid_index)
+        self.bases.add_indexer(BY_SUBSCRIPTION_UID, base_subscription_uid)
+        self.localizations.add_indexer(BY_SUBSCRIPTION_UID, localization_subscription_uid)
+        # (subscription UID, namespace) -> (name of the created Base, when).
+        # Subscription UID -> namespace -> when its Base was created (not in the cache yet).
+        self._expected: dict[str, dict[str, float]] = {}
+
+        self.subscriptions.add_event_handler(
+            on_add=self._enqueue,
+            on_update=lambda old, new: (
+                self._enqueue(new) if _watched(old) != _watched(new) else None
+            ),
+        )
+        self.bases.add_event_handler(
+            on_add=self._base_added,
+            on_update=lambda old, new: (
+                self._enqueue_owner(new)
+                if (old.get("spec"), old["metadata"].get("labels"))
+                != (new.get("spec"), new["metadata"].get("labels"))
+                or new["metadata"].get("deletionTimestamp")
+                else None
+            ),
+            on_delete=self._enqueue_owner,
+        )
+        self.localizations.add_event_handler(
+            on_update=lambda old, new: (
+                self._enqueue_replica_owner(new) if old.get("spec") != new.get("spec") else None
+            ),
+            on_delete=self._enqueue_replica_owner,
+        )
+        self.inventories.add_event_handler(
+            on_add=self._enqueue,
+            on_update=lambda old, new: (
+                self._enqueue(new) if old.get("spec") != new.get("spec") else None
+            ),
+        )
+        self.namespaces.add_event_handler(on_add=self._enqueue_bound)
+
+    async def run(self, workers: int) -> None:
+        try:
+            await run_workers(self.queue, self.reconcile, workers=workers)
+        finally:
+            self.queue.shut_down()
+
+    # -- event handlers -------------------------------------------------------------------
+
+    def _enqueue(self, obj: Object | DeletedFinalStateUnknown) -> None:
+        self.queue.add(object_key(obj))
+
+    def _enqueue_uid(self, uid: str) -> None:
+        for key in self.subscriptions.store.index_keys(BY_UID, uid):
+            self.queue.add(key)
+
+    def _base_added(self, base: Object) -> None:
+        for uid in base_subscription_uid(base):
+            expected = self._expected.get(uid)
+            if expected is not None:
+                expected.pop(base["metadata"]["namespace"], None)
+                if not expected:
+                    del self._expected[uid]
+        self._enqueue_owner(base)
+
+    def _enqueue_owner(self, base: Object | DeletedFinalStateUnknown) -> None:
+        if isinstance(base, DeletedFinalStateUnknown):
+            base = base.object
+        for uid in base_subscription_uid(base):
+            self._enqueue_uid(uid)
+
+    def _enqueue_replica_owner(self, loc: Object | DeletedFinalStateUnknown) -> None:
+        if isinstance(loc, DeletedFinalStateUnknown):
+            loc = loc.object
+        for uid in localization_subscription_uid(loc):
+            self._enqueue_uid(uid)
+
+    def _enqueue_bound(self, namespace: Object) -> None:
+        for key in self.subscriptions.store.index_keys(
+            BY_BOUND_NAMESPACE, namespace["metadata"]["name"]
+        ):
+            self.queue.add(key)
+
+    # -- reconcile ------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> Result | None:
+        sub = self.subscriptions.store.get(key)
+        if sub is None:
+            return None
+        uid = sub["metadata"]["uid"]
+        existing = self.bases.store.by_index(BY_SUBSCRIPTION_UID, uid)
+        if sub["metadata"].get("deletionTimestamp"):
+            return await self._finalize(sub, existing)
+        sub = await self._ensure_finalizer_and_label(sub)
+        if sub is None:
+            return None
+        now = time.monotonic()
+        expected = self._expected.get(uid, {})
+        for ns in [ns for ns, at in expected.items() if now - at >= EXPECTATION_SECONDS]:
+            del expected[ns]  # never seen: created again below
+        pending = list(expected)
+        namespace_labels = {
+            ns: (obj["metadata"].get("labels") or {})
+            for ns in plan.bound_namespaces(sub)
+            if (obj := self.namespaces.store.get(ns)) is not None
+        }
+        todo = plan.plan_bases(sub, existing, namespace_labels, pending)
+        for namespace in todo.missing_namespaces:
+            log.info("bound cluster has no dedicated namespace (yet)", namespace=namespace)
+        failures: list[str] = []
+        stale = False
+        for base in todo.create:
+            namespace = base["metadata"]["namespace"]
+            try:
+                created = await self.client.create(base)
+            except NotFound:
+                continue  # the namespace is going away
+            except Exception as err:
+                failures.append(f"creating the Base in {namespace}: {err}")
+                continue
+            self._expected.setdefault(uid, {})[namespace] = now
+            todo.kept[namespace] = created
+            self.recorder.event(
+                sub, "Normal", "BaseCreated", f"Base {namespace}/{created['metadata']['name']} "
+                "is created",
+            )  # fmt: skip
+        for base in todo.update:
+            where = f"{base['metadata']['namespace']}/{base['metadata']['name']}"
+            try:
+                await self.client.update(base)
+            except NotFound:
+                continue  # its delete event brings the Subscription back
+            except Conflict:
+                stale = True  # written meanwhile: retried with backoff
+                continue
+            except Exception as err:
+                failures.append(f"updating Base {where}: {err}")
+                continue
+            self.recorder.event(sub, "Normal", "BaseUpdated", f"Base {where} is updated")
+        for base in todo.duplicates:
+            where = f"{base['metadata']['namespace']}/{base['metadata']['name']}"
+            self.recorder.event(
+                sub, "Warning", "MultipleBases",
+                f"more than one Base in {base['metadata']['namespace']}: deleting {where}",
+            )  # fmt: skip
+        for base in [*todo.duplicates, *todo.unbound]:
+            error = await self._delete(base)
+            if error:
+                failures.append(error)
+        loc_failures, loc_stale = await self._sync_replica_localizations(sub, todo.kept)
+        failures.extend(loc_failures)
+        if failures:
+            message = "; ".join(failures)
+            self.recorder.event(sub, "Warning", "FailedSyncingBase", message)
+            raise RuntimeError(message)
+        if stale or loc_stale:
+            raise StaleCache(f"objects of Subscription {key} changed while syncing")
+        return None
+
+    async def _ensure_finalizer_and_label(self, sub: Object) -> Object | None:
+        meta = sub["metadata"]
+        ref_key, ref_value = plan.subscription_back_reference(sub)
+        labels = dict(meta.get("labels") or {})
+        finalizers = list(meta.get("finalizers") or [])
+        if labels.get(ref_key) == ref_value and known.APP_FINALIZER in finalizers:
+            return sub
+        labels[ref_key] = ref_value
+        if known.APP_FINALIZER not in finalizers:
+            finalizers.append(known.APP_FINALIZER)
+        updated = {**sub, "metadata": {**meta, "labels": labels, "finalizers": finalizers}}
+        try:
+            result: Object = await self.client.update(updated)
+        except NotFound:
+            return None  # deleted meanwhile
+        # A Conflict propagates: retried with backoff (the change that caused it may be one
+        # this controller's event filter ignores, such as a status update).
+        return result
+
+    async def _delete(self, base: Object) -> str | None:
+        meta = base["metadata"]
+        try:
+            await self.client.delete(
+                APPS_API_VERSION, "Base", meta["name"], namespace=meta["namespace"]
+            )
+        except NotFound:
+            pass
+        except Exception as err:
+            return f"deleting Base {meta['namespace']}/{meta['name']}: {err}"
+        return None
+
+    async def _finalize(self, sub: Object, existing: list[Object]) -> Result | None:
+        """Delete the Bases; the finalizer goes once the cache has seen the last one go (each
+        Base's delete event brings the Subscription back here)."""
+        meta = sub["metadata"]
+        if known.APP_FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        failures = [
+            error
+            for base in existing
+            if not base["metadata"].get("deletionTimestamp") and (error := await self._delete(base))
+        ]
+        if failures:
+            raise RuntimeError("; ".join(failures))
+        if existing:
+            log.info("waiting for Bases to go", subscription=object_key(sub), left=len(existing))
+            return None
+        self._expected.pop(meta["uid"], None)
+        updated = {
+            **sub,
+            "metadata": {
+                **meta,
+                "finalizers": [f for f in meta["finalizers"] if f != known.APP_FINALIZER],
+            },
+        }
+        with contextlib.suppress(NotFound):  # gone already; a Conflict is retried
+            await self.client.update(updated)
+        return None
+
+    async def _sync_replica_localizations(
+        self, sub: Object, bases: dict[str, Object]
+    ) -> tuple[list[str], bool]:
+        """Create, update and delete the replica Localizations of a Dividing Subscription;
+        returns the failures and whether the cache was found behind (retry)."""
+        uid = sub["metadata"]["uid"]
+        inventory = self.inventories.store.get(object_key(sub))
+        desired, errors = plan.replica_localizations(sub, bases, inventory)
+        for error in errors:
+            self.recorder.event(sub, "Warning", error.reason, str(error))
+        current = {
+            object_key(loc): loc
+            for loc in self.localizations.store.by_index(BY_SUBSCRIPTION_UID, uid)
+        }
+        failures: list[str] = []
+        stale = False
+        for loc in desired:
+            key = object_key(loc)
+            existing = current.pop(key, None)
+            try:
+                if existing is None:
+                    await self.client.create(loc)
+                elif (updated := plan.localization_update(existing, loc)) is not None:
+                    await self.client.update(updated)
+            except NotFound:
+                continue  # the Base's namespace is going away
+            except (AlreadyExists, Conflict):
+                stale = True  # the cache is behind: retried with backoff
+            except Exception as err:
+                failures.append(f"writing Localization {key}: {err}")
+        if errors:
+            # Feeds whose result is bad keep their last Localizations until it is fixed.
+            failed = {e.feed_key for e in errors}
+            current = {
+                k: v
+                for k, v in current.items()
+                if naming.feed_key((v.get("spec") or {}).get("feed") or {}) not in failed
+            }
+        for key, loc in current.items():
+            meta = loc["metadata"]
+            try:
+                await self.client.delete(
+                    APPS_API_VERSION, "Localization", meta["name"], namespace=meta["namespace"]
+                )
+            except NotFound:
+                pass
+            except Exception as err:
+                failures.append(f"deleting Localization {key}: {err}")
+        return failures, stale

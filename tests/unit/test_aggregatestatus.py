@@ -1,0 +1,394 @@
+"""The aggregatestatus controller's decisions: the status patch, the Deployed condition, and
+which events bring a Subscription back (spec §4.9)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from clusternet.apis import known
+from clusternet.controllermanager.aggregatestatus import (
+    AggregateStatusController,
+    description_changed,
+    description_subscription,
+    subscription_changed,
+)
+from clusternet.controllermanager.aggregation import (
+    BoundCluster,
+    aggregate,
+    bound_clusters,
+    failures,
+    status_patch,
+    subscription_condition,
+    with_condition,
+)
+from clusternet.kube import Conflict
+from clusternet.runtime import FakeClock, SharedInformerFactory
+
+NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
+LATER = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop", "name": "web"}
+NS = {"apiVersion": "v1", "kind": "Namespace", "name": "shop"}
+CLUSTERS = [
+    BoundCluster("id-1", "child1", "clusternet-a"),
+    BoundCluster("id-2", "child2", "clusternet-b"),
+]
+
+
+def description(
+    namespace: str,
+    *statuses: dict[str, Any],
+    phase: str | None = "Success",
+    reason: str | None = None,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "web-x-generic", "namespace": namespace}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status: dict[str, Any] = {"manifestStatuses": list(statuses)}
+    if phase:
+        status["phase"] = phase
+    if reason:
+        status["reason"] = reason
+    return {"metadata": meta, "status": status}
+
+
+def deployed(feed: dict[str, str], **status: Any) -> dict[str, Any]:
+    return {**feed, "observedStatus": status}
+
+
+def subscription(
+    feeds: list[dict[str, str]], status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "team-a",
+            "uid": "u-1",
+            "generation": 2,
+            "resourceVersion": "1",
+        },
+        "spec": {"feeds": feeds},
+        "status": status or {},
+    }
+
+
+# --- the condition ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "status", "reason", "message"),
+    [
+        (
+            [description("clusternet-a", deployed(DEPLOY)), description("clusternet-b", deployed(DEPLOY))],  # noqa: E501
+            "True", "Deployed", "1 feeds deployed to 2 clusters",
+        ),
+        (
+            [description("clusternet-a", deployed(DEPLOY))],
+            "False", "Pending", "not deployed yet: Deployment/web on child2",
+        ),
+        (
+            [
+                description("clusternet-a", deployed(DEPLOY)),
+                description("clusternet-b", phase="Failure", reason="namespaces \"shop\" not found"),  # noqa: E501
+            ],
+            "False", "Failed",
+            'failed on child2 (Failure: namespaces "shop" not found); '
+            "not deployed yet: Deployment/web on child2",
+        ),
+        (
+            # Reported once, failing now: still not deployed.
+            [
+                description("clusternet-a", deployed(DEPLOY)),
+                description("clusternet-b", deployed(DEPLOY), phase="Failure", reason="boom"),
+            ],
+            "False", "Failed", "failed on child2 (Failure: boom)",
+        ),
+        (
+            [
+                description("clusternet-a", phase="Failure"),
+                description("clusternet-b", deployed(DEPLOY), phase="Installing"),
+            ],
+            "False", "Failed",
+            "failed on child1 (Failure: no reason given); not deployed yet: Deployment/web on child1",  # noqa: E501
+        ),
+        (
+            # A Description being deleted, or of an unbound cluster, does not count.
+            [
+                description("clusternet-a", deployed(DEPLOY), phase="Failure", reason="x", deleting=True),  # noqa: E501
+                description("clusternet-z", phase="Failure", reason="y"),
+                description("clusternet-b", deployed(DEPLOY)),
+            ],
+            "False", "Pending", "not deployed yet: Deployment/web on child1",
+        ),
+    ],
+)  # fmt: skip
+def test_deployed_condition(
+    descriptions: list[dict[str, Any]], status: str, reason: str, message: str
+) -> None:
+    aggregated = aggregate([DEPLOY], CLUSTERS, descriptions)
+    condition = subscription_condition(aggregated, failures(CLUSTERS, descriptions))
+    assert condition == {"type": "Deployed", "status": status, "reason": reason, "message": message}
+
+
+def test_not_bound_anywhere_is_nothing_to_deploy() -> None:
+    aggregated = aggregate([DEPLOY, NS], [], [])
+    assert [a["feedStatusDetails"] for a in aggregated] == [[], []]
+    assert subscription_condition(aggregated)["reason"] == "NothingToDeploy"
+
+
+def test_long_failure_reasons_are_cut_per_cluster() -> None:
+    descriptions = [description(c.namespace, phase="Failure", reason="x" * 5000) for c in CLUSTERS]
+    found = failures(CLUSTERS, descriptions)
+    assert set(found) == {"child1", "child2"}
+    assert all(len(text) < 1100 and text.endswith("...") for text in found.values())
+
+
+# --- aggregate ----------------------------------------------------------------------------
+
+
+def test_every_bound_cluster_is_listed_with_its_id() -> None:
+    clusters = [BoundCluster("", "child1", "clusternet-a"), CLUSTERS[1]]
+    (entry,) = aggregate([NS], clusters, [description("clusternet-b", deployed(NS))])
+    assert entry["feedStatusDetails"] == [
+        {"clusterName": "child1", "available": False},
+        {"clusterId": "id-2", "clusterName": "child2", "available": True},
+    ]
+    assert entry["feedStatusSummary"] == {"available": False}
+
+
+def test_broken_observed_status_is_ignored() -> None:
+    (entry,) = aggregate(
+        [DEPLOY],
+        CLUSTERS[:1],
+        [description("clusternet-a", deployed(DEPLOY, replicas="two", readyReplicas=1), "junk")],
+    )
+    assert entry["feedStatusDetails"][0]["replicaStatus"] == {"readyReplicas": 1}
+
+
+def test_bound_clusters_from_binding_keys() -> None:
+    assert bound_clusters(
+        ["clusternet-a/child1", "clusternet-b/child2", "broken"], {"clusternet-b/child2": "id-2"}
+    ) == [BoundCluster("", "child1", "clusternet-a"), CLUSTERS[1]]
+
+
+# --- the status patch ---------------------------------------------------------------------
+
+
+def test_first_write_then_nothing_while_unchanged() -> None:
+    sub = subscription([NS], {"bindingClusters": ["clusternet-a/child1"]})
+    descriptions = [description("clusternet-a", deployed(NS))]
+    patch = status_patch(sub, CLUSTERS[:1], descriptions, NOW)
+    assert patch is not None
+    assert patch["aggregatedStatuses"][0]["feedStatusSummary"] == {"available": True}
+    assert patch["conditions"] == [
+        {
+            "type": "Deployed",
+            "status": "True",
+            "reason": "Deployed",
+            "message": "1 feeds deployed to 1 clusters",
+            "observedGeneration": 2,
+            "lastTransitionTime": "2026-11-28T04:00:00Z",
+        }
+    ]
+    written = subscription([NS], {**sub["status"], **patch})
+    assert status_patch(written, CLUSTERS[:1], descriptions, LATER) is None
+
+
+def test_other_conditions_are_kept_and_transition_time_moves_only_on_flips() -> None:
+    scheduled = {"type": "Scheduled", "status": "True", "reason": "Scheduled", "message": "ok",
+                 "lastTransitionTime": "2026-11-27T00:00:00Z"}  # fmt: skip
+    pending = {"type": "Deployed", "status": "False", "reason": "Pending", "message": "a",
+               "lastTransitionTime": "2026-11-27T01:00:00Z"}  # fmt: skip
+    changed = with_condition(
+        [scheduled, pending],
+        {"type": "Deployed", "status": "False", "reason": "Pending", "message": "b"},
+        generation=None,
+        now=NOW,
+    )
+    assert changed == [scheduled, {**pending, "message": "b"}]
+    flipped = with_condition(
+        changed,
+        {"type": "Deployed", "status": "True", "reason": "Deployed", "message": "c"},
+        generation=None,
+        now=NOW,
+    )
+    assert flipped is not None
+    assert flipped[0] == scheduled
+    assert flipped[1]["lastTransitionTime"] == "2026-11-28T04:00:00Z"
+    assert with_condition(flipped, {**flipped[1]}, generation=None, now=LATER) is None
+
+
+def test_only_the_changed_field_is_patched() -> None:
+    sub = subscription([NS])
+    first = status_patch(sub, CLUSTERS[:1], [], NOW)
+    assert first is not None
+    sub["status"] = {"conditions": first["conditions"]}  # aggregatedStatuses lost (by hand)
+    assert set(status_patch(sub, CLUSTERS[:1], [], NOW) or {}) == {"aggregatedStatuses"}
+
+
+# --- triggers -----------------------------------------------------------------------------
+
+
+def test_descriptions_are_indexed_by_subscription_uid_or_key() -> None:
+    labels = {
+        known.CONFIG_SUBSCRIPTION_NAME_LABEL: "web",
+        known.CONFIG_SUBSCRIPTION_NAMESPACE_LABEL: "team-a",
+    }
+    with_uid = {**labels, known.CONFIG_SUBSCRIPTION_UID_LABEL: "u-1"}
+    assert description_subscription({"metadata": {"labels": with_uid}}) == ["uid/u-1"]
+    assert description_subscription({"metadata": {"labels": labels}}) == ["key/team-a/web"]
+    assert description_subscription({"metadata": {}}) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "relevant"),
+    [
+        ({"status": {"bindingClusters": ["a/b"]}}, True),
+        ({"spec": {"feeds": [NS, DEPLOY]}}, True),
+        ({"status": {"aggregatedStatuses": []}}, True),
+        ({"status": {"conditions": [{"type": "Deployed", "status": "False"}]}}, True),
+        ({"status": {"conditions": [{"type": "Scheduled", "status": "True"}]}}, False),
+        ({"status": {"replicas": {"x": [1]}, "specHash": 3}}, False),
+    ],
+)
+def test_subscription_updates_that_matter(change: dict[str, Any], relevant: bool) -> None:
+    old = subscription([NS])
+    new = {**old, **{k: {**old.get(k, {}), **v} for k, v in change.items()}}
+    assert subscription_changed(old, new) is relevant
+
+
+def test_description_updates_that_matter() -> None:
+    old = description("clusternet-a", deployed(NS))
+    assert not description_changed(old, {**old, "spec": {"raw": []}})
+    assert description_changed(old, {**old, "status": {"phase": "Failure"}})
+
+
+# --- the controller around them (fake client, informers fed by hand, fake clock) -------------
+
+
+class FakeClient:
+    cluster = "fake"
+
+    def __init__(self) -> None:
+        self.patches: list[dict[str, Any]] = []
+        self.fail: Exception | None = None
+
+    async def patch(self, api_version: str, kind: str, name: str, patch: Any, **kw: Any) -> Any:
+        if self.fail is not None:
+            raise self.fail
+        self.patches.append({"name": name, "patch": patch, **kw})
+        return {}
+
+
+class FakeRecorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, obj: Any, type: str, reason: str, message: str) -> None:
+        self.events.append((type, reason, message))
+
+
+def upsert(informer: Any, obj: dict[str, Any]) -> None:
+    old = informer.store.upsert(obj)
+    for handler in informer._handlers:
+        if old is None and handler.on_add:
+            handler.on_add(obj)
+        elif old is not None and handler.on_update:
+            handler.on_update(old, obj)
+
+
+def labelled(namespace: str, phase: str, replicas: int) -> dict[str, Any]:
+    desc = description(namespace, deployed(DEPLOY, replicas=replicas), phase=phase)
+    desc["metadata"]["labels"] = {known.CONFIG_SUBSCRIPTION_UID_LABEL: "u-1"}
+    return desc
+
+
+@pytest.fixture
+def ctrl() -> tuple[AggregateStatusController, FakeClient, FakeRecorder, FakeClock]:
+    client, recorder, clock = FakeClient(), FakeRecorder(), FakeClock()
+    informers = SharedInformerFactory(client, registry=None)  # type: ignore[arg-type]
+    controller = AggregateStatusController(
+        client,  # type: ignore[arg-type]
+        informers,
+        recorder,  # type: ignore[arg-type]
+        coalesce=0.5,
+        registry=None,
+        clock=clock,
+    )
+    return controller, client, recorder, clock
+
+
+async def drain(controller: AggregateStatusController) -> list[str]:
+    keys = []
+    while len(controller.queue):
+        key = await controller.queue.get()
+        keys.append(key)
+        await controller.reconcile(key)
+        controller.queue.done(key)
+    return keys
+
+
+async def test_a_burst_of_description_updates_is_one_write(ctrl: Any) -> None:
+    controller, client, recorder, clock = ctrl
+    sub = subscription([DEPLOY], {"bindingClusters": ["clusternet-a/child1"]})
+    sub["metadata"]["resourceVersion"] = "10"
+    upsert(controller.clusters, {"metadata": {"name": "child1", "namespace": "clusternet-a"},
+                                 "spec": {"clusterId": "id-1"}})  # fmt: skip
+    upsert(controller.subscriptions, sub)
+    await drain(controller)  # bound, nothing reported: Pending
+    client.patches.clear()
+    for replicas in range(1, 200):  # a deployer reporting, again and again
+        upsert(controller.descriptions, labelled("clusternet-a", "Success", replicas))
+    assert len(controller.queue) == 0  # gathered, not queued yet
+    clock.advance(0.5)
+    assert await drain(controller) == ["team-a/web"]
+    (write,) = client.patches
+    assert write["subresource"] == "status"
+    assert write["patch"]["metadata"] == {"resourceVersion": "10"}  # never a blind write
+    details = write["patch"]["status"]["aggregatedStatuses"][0]["feedStatusDetails"]
+    assert details == [{"clusterId": "id-1", "clusterName": "child1", "available": True,
+                        "replicaStatus": {"replicas": 199}}]  # fmt: skip
+    assert "bindingClusters" not in write["patch"]["status"]
+    assert recorder.events[-1] == ("Normal", "Deployed", "1 feeds deployed to 1 clusters")
+
+
+async def test_a_conflict_is_retried(ctrl: Any) -> None:
+    controller, client, _, clock = ctrl
+    sub = subscription([NS])
+    sub["metadata"]["resourceVersion"] = "10"
+    client.fail = Conflict(409, {"reason": "Conflict", "message": "the object has been modified"})
+    upsert(controller.subscriptions, sub)
+    await drain(controller)
+    assert client.patches == []
+    client.fail = None
+    clock.advance(1)
+    assert await drain(controller) == ["team-a/web"]
+    assert len(client.patches) == 1
+
+
+async def test_a_cluster_id_change_brings_back_its_subscriptions(ctrl: Any) -> None:
+    controller, _, _, _ = ctrl
+    sub = subscription([NS], {"bindingClusters": ["clusternet-a/child1"]})
+    upsert(controller.subscriptions, sub)
+    await drain(controller)
+    cluster = {"metadata": {"name": "child1", "namespace": "clusternet-a"}, "spec": {}}
+    upsert(controller.clusters, cluster)
+    assert await drain(controller) == ["team-a/web"]
+    upsert(controller.clusters, {**cluster, "status": {"readyz": True}})
+    assert await drain(controller) == []
+    upsert(controller.clusters, {**cluster, "spec": {"clusterId": "id-9"}})
+    assert await drain(controller) == ["team-a/web"]
+
+
+def test_a_successful_helm_description_makes_its_charts_available() -> None:
+    chart = {"apiVersion": "apps.clusternet.io/v1alpha1", "kind": "HelmChart",
+             "namespace": "default", "name": "redis"}  # fmt: skip
+    helm = description("clusternet-a")
+    helm["spec"] = {"deployer": "Helm", "charts": [{"namespace": "default", "name": "redis"}]}
+    installing = description("clusternet-b", phase="Installing")
+    installing["spec"] = helm["spec"]
+    (entry,) = aggregate([chart], CLUSTERS, [helm, installing])
+    assert [d["available"] for d in entry["feedStatusDetails"]] == [True, False]
