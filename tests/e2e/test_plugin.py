@@ -179,10 +179,12 @@ def test_templates_live_in_the_shadow_api_only(clusters: Clusters, tmp_path: Pat
         assert "deployment.apps/web created" in applied
         assert f"namespace/{namespace} created" in applied
 
-        # the template, as kubectl shows a Deployment
-        table = ok(plugin(clusters, "get", "deploy", "-n", namespace, "--context", "parent"))
-        assert table.splitlines()[0].split()[0] == "NAME"
-        assert table.splitlines()[1].split()[0] == "web"
+        # the template, as kubectl shows a Deployment (server-side printing)
+        shown = plugin(clusters, "get", "deploy", "-n", namespace, "--context", "parent")
+        table = ok(shown)
+        assert table.splitlines()[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+        assert table.splitlines()[1].split()[:2] == ["web", "0/2"]
+        assert "Warning" not in shown.stderr, shown.stderr
         assert ok(
             plugin(clusters, "get", "deploy/web", "-n", namespace, "-o", "name", "--context=parent")
         ) == ("deployment.apps/web\n")
@@ -212,12 +214,55 @@ def test_templates_live_in_the_shadow_api_only(clusters: Clusters, tmp_path: Pat
         )
         assert after["template"]["spec"]["replicas"] == 5
 
+        # editing a container image is a strategic merge patch with a list
+        env = plugin_env(clusters, KUBE_EDITOR="sed -i -e 's/image: nginx:1.25/image: nginx:1.26/'")
+        ok(plugin(clusters, "edit", "deploy/web", "-n", namespace, "--context=parent", env=env))
+        edited = parent.json("get", MANIFEST, "-n", RESERVED, manifest_name)
+        containers = edited["template"]["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["image"]) for c in containers] == [("web", "nginx:1.26")]
+
+        # client-side apply of a changed file patches the existing template (three-way
+        # strategic merge computed by kubectl): a container added, the image set back
+        changed = workload(namespace).replace(
+            "        image: nginx:1.25\n",
+            "        image: nginx:1.27\n      - name: sidecar\n        image: busybox\n",
+        )
+        (files / "all.yaml").write_text(changed)
+        reapplied = ok(plugin(clusters, "apply", "-f", str(files), "--context", "parent"))
+        assert "deployment.apps/web configured" in reapplied
+        applied = parent.json("get", MANIFEST, "-n", RESERVED, manifest_name)
+        containers = applied["template"]["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["image"]) for c in containers] == [
+            ("web", "nginx:1.27"),
+            ("sidecar", "busybox"),
+        ]
+
+        # server-side apply: creates a template, then updates it
+        config = workload(namespace).split("---\n")[1].replace("name: web\n", "name: ssa\n", 1)
+        ssa = ["apply", "--server-side", "-f", "-", "--context=parent"]
+        assert "deployment.apps/ssa serverside-applied" in ok(plugin(clusters, *ssa, stdin=config))
+        ssa_manifest = naming.manifest_name("deployments", "ssa", namespace)
+        assert (
+            parent.json("get", MANIFEST, "-n", RESERVED, ssa_manifest)["template"]["spec"][
+                "replicas"
+            ]
+            == 2
+        )
+        ok(plugin(clusters, *ssa, stdin=config.replace("replicas: 2", "replicas: 3")))
+        assert (
+            parent.json("get", MANIFEST, "-n", RESERVED, ssa_manifest)["template"]["spec"][
+                "replicas"
+            ]
+            == 3
+        )
+        assert parent("get", "deploy", "ssa", "-n", namespace, check=False).returncode != 0
+        ok(plugin(clusters, "delete", "deploy", "ssa", "-n", namespace, "--context=parent"))
+
         # delete through the plugin: the template and its Manifest are gone
         ok(plugin(clusters, "delete", "-f", str(files / "all.yaml"), "--context", "parent"))
         missing = plugin(clusters, "get", "deploy", "web", "-n", namespace, "--context=parent")
         assert missing.returncode == 1
-        # (kubectl may warn first: the parent's discovery also lists `deploy` for shadow)
-        assert missing.stderr.splitlines()[-1].startswith("Error from server (NotFound):")
+        assert missing.stderr.startswith("Error from server (NotFound):"), missing.stderr
         gone = parent("get", MANIFEST, "-n", RESERVED, manifest_name, check=False)
         assert gone.returncode != 0 or "deletionTimestamp" in gone.stdout
     finally:

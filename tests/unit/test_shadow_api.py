@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from clusternet.hub.authz import Attributes
 from clusternet.hub.shadow import ShadowAPI, wants_partial_metadata
-from clusternet.hub.shadow_resources import PREFIX, ResourceTable, ShadowResource
+from clusternet.hub.shadow_resources import PREFIX, PrinterColumn, ResourceTable, ShadowResource
 from clusternet.hub.status import status_response
 from clusternet.kube import AlreadyExists, Conflict, Invalid, NotFound, Preconditions, UnknownKind
 
@@ -23,6 +23,52 @@ RESOURCES = {
         "deployments", "apps", "v1", "Deployment", namespaced=True, has_scale=True, has_status=True
     ),
     "namespaces": ShadowResource("namespaces", "", "v1", "Namespace", namespaced=False),
+    "widgets": ShadowResource(
+        "widgets",
+        "example.com",
+        "v1",
+        "Widget",
+        namespaced=True,
+        custom=True,
+        printer_columns=(
+            PrinterColumn("Size", "integer", ".spec.size"),
+            PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+            PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+        ),
+    ),
+}
+MERGE_BY_NAME = {"x-kubernetes-patch-merge-key": "name", "x-kubernetes-patch-strategy": "merge"}
+# /openapi/v3/apis/apps/v1, cut down to what a strategic patch of a Deployment reads.
+APPS_V1_OPENAPI: dict[str, Any] = {
+    "components": {
+        "schemas": {
+            "io.k8s.api.apps.v1.Deployment": {
+                "properties": {
+                    "spec": {"allOf": [{"$ref": "#/components/schemas/DeploymentSpec"}]}
+                },
+                "x-kubernetes-group-version-kind": [
+                    {"group": "apps", "version": "v1", "kind": "Deployment"}
+                ],
+            },
+            "DeploymentSpec": {
+                "properties": {
+                    "template": {
+                        "properties": {
+                            "spec": {
+                                "properties": {
+                                    "containers": {
+                                        "type": "array",
+                                        "items": {"type": "object"},
+                                        **MERGE_BY_NAME,
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
 }
 
 
@@ -39,6 +85,31 @@ class FakeParent:
         self.dry_runs: list[dict[str, Any]] = []
         self.conflicts_left = 0
         self._version = 0
+        self.openapi_reads: list[str] = []
+        self.dry_run_paths: list[str] = []
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Dry-run creates by URL, and the parent's OpenAPI v3: an index and apps/v1 (core v1
+        is listed, empty)."""
+        if method == "POST":
+            assert kwargs["params"] == {"dryRun": "All"}
+            self.dry_run_paths.append(path)
+            return self._dry_run(copy.deepcopy(kwargs["body"]))
+        self.openapi_reads.append(path)
+        if path == "/openapi/v3":  # served as text/plain: KubeClient answers a str
+            return json.dumps(
+                {
+                    "paths": {
+                        "apis/apps/v1": {"serverRelativeURL": "/openapi/v3/apis/apps/v1?hash=A"},
+                        "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=B"},
+                    }
+                }
+            )
+        if path == "/openapi/v3/apis/apps/v1?hash=A":
+            return APPS_V1_OPENAPI
+        if path == "/openapi/v3/api/v1?hash=B":
+            return {"components": {"schemas": {}}}
+        raise NotFound(404, _status(404, "NotFound", path))
 
     def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._version += 1
@@ -167,6 +238,8 @@ async def test_create_validates_in_the_reserved_namespace_and_stores_a_manifest(
     assert created["metadata"]["uid"] == "uid-deployments.shop.web"
     assert created["metadata"]["namespace"] == "shop"
     assert parent.dry_runs[0]["metadata"]["namespace"] == RESERVED
+    # By URL from the resource table, not through the client's RESTMapper.
+    assert parent.dry_run_paths == [f"/apis/apps/v1/namespaces/{RESERVED}/deployments"]
     template = parent.manifests["deployments.shop.web"]["template"]
     assert template["spec"]["progressDeadlineSeconds"] == 600  # defaulted by the dry run
     assert "status" not in template
@@ -225,7 +298,7 @@ async def test_create_rejects_other_kinds_and_namespaces(client: TestClient[Any,
 
 
 async def test_routing(client: TestClient[Any, Any], authorizer: Recorder) -> None:
-    assert (await client.get(f"{PREFIX}/widgets")).status == 404
+    assert (await client.get(f"{PREFIX}/gadgets")).status == 404
     assert (await client.get(f"{PREFIX}/namespaces/shop/namespaces")).status == 404
     assert (await client.get(f"{PREFIX}/deployments/web")).status == 404  # needs a namespace
     assert (await client.get(f"{DEPLOYMENTS}/web/exec")).status == 404
@@ -329,8 +402,7 @@ async def test_patch(
 @pytest.mark.parametrize(
     ("content_type", "patch", "code"),
     [
-        ("application/apply-patch+yaml", {"spec": {}}, 415),
-        ("application/strategic-merge-patch+json", {"spec": {"containers": []}}, 415),
+        ("application/apply-patch+yaml", {"spec": {}}, 422),  # no fieldManager
         ("application/json-patch+json", [{"op": "remove", "path": "/nope"}], 422),
         ("application/merge-patch+json", {"metadata": {"resourceVersion": "99"}}, 409),
         ("text/plain", {}, 415),
@@ -400,3 +472,201 @@ async def test_metadata_clients_get_partial_object_metadata(client: TestClient[A
 )
 def test_wants_partial_metadata(accept: str, expected: bool) -> None:
     assert wants_partial_metadata(accept) is expected
+
+
+def containers(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {"template": {"spec": {"containers": [{"name": n, "image": i} for n, i in pairs]}}}
+
+
+def stored_containers(parent: FakeParent, name: str = "web") -> list[dict[str, Any]]:
+    template = parent.manifests[f"deployments.shop.{name}"]["template"]
+    found: list[dict[str, Any]] = template["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+STRATEGIC = {"Content-Type": "application/strategic-merge-patch+json"}
+
+
+async def test_strategic_patch_merges_containers_by_name(
+    client: TestClient[Any, Any], parent: FakeParent
+) -> None:
+    await client.post(DEPLOYMENTS, json=deployment(**containers(("web", "nginx:1"), ("log", "x"))))
+    # What `kubectl edit` sends after changing an image.
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "web"}, {"name": "log"}],
+                    "containers": [{"name": "web", "image": "nginx:2"}],
+                }
+            }
+        }
+    }
+    response = await client.patch(f"{DEPLOYMENTS}/web", data=json.dumps(patch), headers=STRATEGIC)
+    assert response.status == 200, await response.text()
+    assert stored_containers(parent) == [
+        {"name": "web", "image": "nginx:2"},
+        {"name": "log", "image": "x"},
+    ]
+    # The OpenAPI document is read once, then cached.
+    for _ in range(2):
+        await client.patch(f"{DEPLOYMENTS}/web", data=json.dumps(patch), headers=STRATEGIC)
+    assert parent.openapi_reads == ["/openapi/v3", "/openapi/v3/apis/apps/v1?hash=A"]
+    bad = {"spec": {"template": {"spec": {"containers": [{"image": "no-name"}]}}}}
+    response = await client.patch(f"{DEPLOYMENTS}/web", data=json.dumps(bad), headers=STRATEGIC)
+    assert response.status == 400
+    assert "merge key: name" in (await response.json())["message"]
+
+
+async def test_strategic_patch_of_custom_and_unpublished_kinds_is_415(
+    client: TestClient[Any, Any], parent: FakeParent
+) -> None:
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "annotations": {"apps.clusternet.io/skip-validating": "true"}},
+    }
+    assert (await client.post(f"{PREFIX}/namespaces/shop/widgets", json=widget)).status == 201
+    response = await client.patch(
+        f"{PREFIX}/namespaces/shop/widgets/w", data=json.dumps({"spec": {}}), headers=STRATEGIC
+    )
+    assert response.status == 415
+    assert (await response.json())["message"].startswith(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json"
+    )
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+    await client.post(f"{PREFIX}/namespaces", json=namespace)
+    response = await client.patch(
+        f"{PREFIX}/namespaces/shop", data=json.dumps({"metadata": {}}), headers=STRATEGIC
+    )
+    assert response.status == 415
+    assert "--type=merge" in (await response.json())["message"]
+
+
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+
+
+async def test_server_side_apply_creates_then_merges(
+    client: TestClient[Any, Any], parent: FakeParent
+) -> None:
+    config = deployment(**containers(("web", "nginx:1")))
+    config["metadata"]["namespace"] = "shop"
+    path = f"{DEPLOYMENTS}/web?fieldManager=kubectl&force=true"
+    created = await client.patch(path, data=json.dumps(config), headers=APPLY)
+    assert created.status == 201, await created.text()
+    assert parent.dry_runs, "an applied create is validated like a create"
+    config["spec"] |= containers(("web", "nginx:2"), ("log", "x"))
+    config["spec"]["replicas"] = 3
+    updated = await client.patch(path, data=json.dumps(config), headers=APPLY)
+    assert updated.status == 200, await updated.text()
+    assert stored_containers(parent) == [
+        {"name": "web", "image": "nginx:2"},
+        {"name": "log", "image": "x"},
+    ]
+    assert parent.manifests["deployments.shop.web"]["template"]["spec"]["replicas"] == 3
+    # YAML bodies, as the API allows.
+    yaml_body = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 4}\n"
+    )
+    assert (await client.patch(path, data=yaml_body, headers=APPLY)).status == 200
+    assert parent.manifests["deployments.shop.web"]["template"]["spec"]["replicas"] == 4
+    renamed = await client.patch(
+        f"{DEPLOYMENTS}/other?fieldManager=kubectl", data=json.dumps(config), headers=APPLY
+    )
+    assert renamed.status == 400
+    forced = await client.patch(
+        f"{DEPLOYMENTS}/web?force=true",
+        data=json.dumps({"spec": {}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert forced.status == 422
+
+
+async def test_server_side_apply_of_custom_resources_is_a_merge_patch(
+    client: TestClient[Any, Any], parent: FakeParent
+) -> None:
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "annotations": {"apps.clusternet.io/skip-validating": "true"}},
+        "spec": {"size": 1, "parts": [{"name": "a"}]},
+    }
+    path = f"{PREFIX}/namespaces/shop/widgets/w?fieldManager=kubectl"
+    assert (await client.patch(path, data=json.dumps(widget), headers=APPLY)).status == 201
+    widget["spec"] = {"parts": [{"name": "b"}]}
+    assert (await client.patch(path, data=json.dumps(widget), headers=APPLY)).status == 200
+    spec = parent.manifests["widgets.shop.w"]["template"]["spec"]
+    assert spec == {"size": 1, "parts": [{"name": "b"}]}
+
+
+TABLE = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+
+
+async def test_tables_for_kubectl_get(client: TestClient[Any, Any]) -> None:
+    await client.post(DEPLOYMENTS, json=deployment(**containers(("web", "nginx:1"))))
+    listed = await (await client.get(DEPLOYMENTS, headers=TABLE)).json()
+    assert listed["kind"] == "Table"
+    names = [c["name"] for c in listed["columnDefinitions"]]
+    assert names[:5] == ["Name", "Ready", "Up-to-date", "Available", "Age"]
+    assert listed["rows"][0]["cells"][:4] == ["web", "0/2", 0, 0]
+    assert listed["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    assert listed["metadata"]["resourceVersion"]
+    one = await (
+        await client.get(f"{DEPLOYMENTS}/web", params={"includeObject": "Object"}, headers=TABLE)
+    ).json()
+    assert one["rows"][0]["object"]["kind"] == "Deployment"
+    none = await (
+        await client.get(f"{DEPLOYMENTS}/web", params={"includeObject": "None"}, headers=TABLE)
+    ).json()
+    assert "object" not in none["rows"][0]
+    bad = await client.get(DEPLOYMENTS, params={"includeObject": "All"}, headers=TABLE)
+    assert bad.status == 400
+    # A Scale is never a Table.
+    scale = await (await client.get(f"{DEPLOYMENTS}/web/scale", headers=TABLE)).json()
+    assert scale["kind"] == "Scale"
+
+
+async def test_tables_of_custom_resources_use_printer_columns(
+    client: TestClient[Any, Any],
+) -> None:
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "annotations": {"apps.clusternet.io/skip-validating": "true"}},
+        "spec": {"size": 3},
+    }
+    await client.post(f"{PREFIX}/namespaces/shop/widgets", json=widget)
+    listed = await (await client.get(f"{PREFIX}/namespaces/shop/widgets", headers=TABLE)).json()
+    assert [c["name"] for c in listed["columnDefinitions"]] == ["Name", "Size", "Ready", "Age"]
+    assert listed["rows"][0]["cells"][:3] == ["w", 3, None]
+
+
+async def test_legacy_dash_manifests_are_honoured(
+    client: TestClient[Any, Any], parent: FakeParent
+) -> None:
+    from clusternet.apis import naming
+
+    old = naming.manifest(
+        {**deployment("old"), "metadata": {"name": "old", "namespace": "shop"}},
+        "deployments",
+        RESERVED,
+    )
+    old["metadata"]["name"] = "deployments-shop-old"
+    old["metadata"]["resourceVersion"] = "1"
+    parent.manifests["deployments-shop-old"] = old
+    got = await client.get(f"{DEPLOYMENTS}/old")
+    assert got.status == 200
+    assert (await got.json())["metadata"]["name"] == "old"
+    assert (await client.post(DEPLOYMENTS, json=deployment("old"))).status == 409
+    patched = await client.patch(
+        f"{DEPLOYMENTS}/old",
+        data=json.dumps({"spec": {"replicas": 9}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert patched.status == 200
+    assert parent.manifests["deployments-shop-old"]["template"]["spec"]["replicas"] == 9
+    # A dash name whose labels describe another template is not this one.
+    assert (await client.get(f"{PREFIX}/namespaces/shop-old/deployments/x")).status == 404
+    assert (await client.delete(f"{DEPLOYMENTS}/old")).status == 200
+    assert "deployments-shop-old" not in parent.manifests

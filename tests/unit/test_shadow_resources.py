@@ -130,7 +130,8 @@ def test_api_resource_list() -> None:
     assert document["groupVersion"] == "shadow/v1alpha1"
     entries = {e["name"]: e for e in document["resources"]}
     assert set(entries) == {"deployments", "deployments/scale", "deployments/status", "namespaces"}
-    assert entries["deployments"]["shortNames"] == ["deploy"]
+    # Short names would make kubectl warn on every `get deploy` against the parent.
+    assert "shortNames" not in entries["deployments"]
     assert entries["deployments"]["categories"] == ["clusternet.shadow"]
     assert "watch" in entries["deployments"]["verbs"]
     assert entries["deployments/status"]["verbs"] == ["get"]

@@ -8,13 +8,11 @@ import pytest
 
 from clusternet.hub.shadow_resources import ShadowResource
 from clusternet.hub.shadow_templates import (
-    UnsupportedPatch,
     UnsupportedSelector,
     manifest_selector,
     new_manifest,
     replace_template,
     scale_of,
-    strategic_as_merge,
     template_of,
     trim,
     with_replicas,
@@ -161,15 +159,6 @@ def test_merge_patch_rfc7386() -> None:
     assert merge_patch(target, patch) == {"a": {"c": 2, "d": 3}, "list": [3]}
     assert target["a"] == {"b": 1, "c": 2}, "the target is left alone"
     assert merge_patch({"a": 1}, [1]) == [1]
-
-
-def test_strategic_patch_without_lists_is_a_merge_patch() -> None:
-    patch = {"metadata": {"labels": {"a": "b", "c": None}}}
-    assert strategic_as_merge(patch) is patch
-    with pytest.raises(UnsupportedPatch, match="--type=merge"):
-        strategic_as_merge({"spec": {"template": {"spec": {"containers": [{"name": "x"}]}}}})
-    with pytest.raises(UnsupportedPatch, match=r"\$setElementOrder/containers"):
-        strategic_as_merge({"spec": {"$setElementOrder/containers": None}})
 
 
 def test_scale() -> None:

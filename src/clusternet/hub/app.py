@@ -43,6 +43,7 @@ from clusternet.hub.authz import (
 )
 from clusternet.hub.proxy import ClusterDirectory, SocketProxy, is_upgrade
 from clusternet.hub.shadow import ShadowAPI
+from clusternet.hub.shadow_discovery import BuiltinRefresher
 from clusternet.hub.status import socket_details, status_response
 from clusternet.kube import (
     ApiError,
@@ -274,11 +275,22 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             health=component.health,
             socket_connection=options.socket_connection,
         )
+        refresher: BuiltinRefresher | None = None
+        apiservices: Informer | None = None
         if crds is not None:
             crds.start()
-            hub.enable_shadow(
-                parent, await _shadow_resource_table(parent, crds), options.reserved_namespace
+            shadow_table = await _shadow_resource_table(parent, crds)
+            shadow_api = hub.enable_shadow(parent, shadow_table, options.reserved_namespace)
+            # Aggregated APIs that come and go after the start (docs/shadow.md).
+            refresher = BuiltinRefresher(
+                parent, shadow_table, partial(_crd_groups, crds), shadow_api.schemas.invalidate
             )
+            apiservices = Informer(parent, InformerKey("apiregistration.k8s.io/v1", "APIService"))
+            apiservices.add_event_handler(
+                refresher.on_add, refresher.on_update, refresher.on_delete
+            )
+            apiservices.start()
+            refresher.start()
         tls = serving_tls_context(options, authentication.trusted_ca_pem)
         runner = web.AppRunner(hub.application(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
@@ -306,6 +318,14 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             if crds is not None:
                 await crds.stop()
                 crds.close()
+            if refresher is not None and apiservices is not None:
+                await refresher.stop()
+                await apiservices.stop()
+                apiservices.close()
+
+
+def _crd_groups(crds: Informer) -> set[str]:
+    return {(crd.get("spec") or {}).get("group", "") for crd in crds.store.list()}
 
 
 async def _shadow_resource_table(
@@ -322,8 +342,7 @@ async def _shadow_resource_table(
             log.warning("cannot discover the parent's resources yet", error=str(err))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-    crd_groups = {(crd.get("spec") or {}).get("group", "") for crd in crds.store.list()}
-    builtins = shadow_resources.builtin_resources(parent.mapper.resources, crd_groups)
+    builtins = shadow_resources.builtin_resources(parent.mapper.resources, _crd_groups(crds))
     log.info("shadow API mirrors the parent", builtin_resources=len(builtins))
     return shadow_resources.ResourceTable(builtins, crds.store.list)
 
@@ -450,9 +469,10 @@ class Hub:
 
     def enable_shadow(
         self, parent: KubeClient, table: shadow_resources.ResourceTable, reserved_namespace: str
-    ) -> None:
+    ) -> ShadowAPI:
         """Serve ``shadow/v1alpha1`` (gate ShadowAPI), authorized like every other request."""
         self.shadow = ShadowAPI(parent, table, reserved_namespace, self._authorized)
+        return self.shadow
 
     def _api_group_list(self) -> dict[str, Any]:
         groups = discovery.api_group_list()

@@ -22,7 +22,9 @@ import yaml
 from aiohttp import web
 
 from clusternet.apis import known, naming
+from clusternet.hub import shadow_printers
 from clusternet.hub.authz import Attributes, verb_for_method
+from clusternet.hub.shadow_openapi import OpenAPISchemas
 from clusternet.hub.shadow_resources import (
     GROUP,
     GROUP_VERSION,
@@ -38,13 +40,11 @@ from clusternet.hub.shadow_templates import (
     MANIFEST_API_VERSION,
     MANIFEST_KIND,
     Object,
-    UnsupportedPatch,
     UnsupportedSelector,
     manifest_selector,
     new_manifest,
     replace_template,
     scale_of,
-    strategic_as_merge,
     template_of,
     trim,
     with_replicas,
@@ -57,10 +57,13 @@ from clusternet.kube import (
     Conflict,
     KubeClient,
     NotFound,
+    PatchSchema,
     PatchType,
     Preconditions,
+    StrategicPatchError,
     UnknownKind,
     merge_patch,
+    strategic_merge_patch,
 )
 
 log = structlog.get_logger(__name__)
@@ -72,6 +75,12 @@ _SUFFIX_ALPHABET: Final = string.ascii_lowercase + string.digits
 _PATCH_ATTEMPTS: Final = 5
 _FIELD_MANAGER: Final = "clusternet-hub"
 PARTIAL_API_VERSION: Final = "meta.k8s.io/v1"
+# kube-apiserver's answer to a strategic merge patch of a custom resource.
+CUSTOM_RESOURCE_PATCH_TYPES: Final = (
+    "the body of the request was in an unknown format - accepted media types include: "
+    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+)
+_INCLUDE_OBJECT: Final = ("None", "Metadata", "Object")
 
 
 class ShadowError(Exception):
@@ -99,6 +108,7 @@ class ShadowAPI:
         self.table = table
         self.reserved_namespace = reserved_namespace
         self.authorize = authorize
+        self.schemas = OpenAPISchemas(parent)
 
     async def discovery(self, _request: web.Request) -> web.StreamResponse:
         return web.json_response(api_resource_list(self.table.resources().values()))
@@ -168,9 +178,20 @@ class _Request:
         self.path = path
         self.parent = api.parent
         self.dry_run = bool(request.query.getall("dryRun", []))
-        self.metadata_only = wants_partial_metadata(request.headers.get("Accept", ""))
+        accept = request.headers.get("Accept", "")
+        self.metadata_only = wants_partial_metadata(accept)
+        # Tables for the main resource only (kubectl prints a Scale or a status as an object).
+        self.as_table = path.subresource is None and shadow_printers.wants_table(accept)
+        self.include_object = request.query.get("includeObject") or "Metadata"
 
     async def serve(self, verb: str) -> web.StreamResponse:
+        if self.as_table and self.include_object not in _INCLUDE_OBJECT:
+            raise ShadowError(
+                400,
+                f"includeObject must be one of {', '.join(_INCLUDE_OBJECT)}, not "
+                f"{self.include_object!r}",
+                reason="BadRequest",
+            )
         if self.path.subresource == "status" and verb != "get":
             raise ShadowError(
                 405,
@@ -217,6 +238,8 @@ class _Request:
         )
 
     async def _manifest(self, name: str) -> Object:
+        """The Manifest of ``name``: ``<plural>.<ns>.<name>``, or the dash form older hubs
+        wrote (spec §2.3) when only such a Manifest exists."""
         try:
             return await self.parent.get(
                 MANIFEST_API_VERSION,
@@ -225,7 +248,33 @@ class _Request:
                 namespace=self.api.reserved_namespace,
             )
         except NotFound:
-            raise self._not_found(name) from None
+            legacy = await self._legacy_manifest(name)
+            if legacy is None:
+                raise self._not_found(name) from None
+            return legacy
+
+    async def _legacy_manifest(self, name: str) -> Object | None:
+        """The dash-named Manifest of ``name`` if it exists and its labels say it stores this
+        very template (a dash name alone is ambiguous: ``deployments-a-b-c``)."""
+        legacy_name = naming.legacy_manifest_name(self.resource.plural, name, self.path.namespace)
+        try:
+            found = await self.parent.get(
+                MANIFEST_API_VERSION,
+                MANIFEST_KIND,
+                legacy_name,
+                namespace=self.api.reserved_namespace,
+            )
+        except NotFound:
+            return None
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        expected = {
+            known.CONFIG_KIND_LABEL: self.resource.kind,
+            known.CONFIG_NAME_LABEL: name,
+            known.CONFIG_NAMESPACE_LABEL: self.path.namespace or "",
+        }
+        if any(labels.get(key, "") != value for key, value in expected.items()):
+            return None
+        return found
 
     async def _store(self, manifest: Object, name: str) -> Object:
         try:
@@ -244,7 +293,14 @@ class _Request:
         template = template_of(await self._manifest(self.path.name))
         if self.path.subresource == "scale":
             return web.json_response(scale_of(template))
+        if self.as_table:
+            return web.json_response(self._table([template]))
         return web.json_response(self._shaped(template))
+
+    def _table(self, templates: list[Object], metadata: Mapping[str, Any] | None = None) -> Object:
+        return shadow_printers.table(
+            self.resource, templates, include_object=self.include_object, metadata=metadata
+        )
 
     def _selector(self) -> str:
         try:
@@ -274,6 +330,9 @@ class _Request:
             for key, value in (listed.get("metadata") or {}).items()
             if key in ("resourceVersion", "continue", "remainingItemCount")
         }
+        if self.as_table:
+            templates = [template_of(item) for item in listed.get("items") or ()]
+            return web.json_response(self._table(templates, metadata))
         items = [self._shaped(template_of(item)) for item in listed.get("items") or ()]
         if self.metadata_only:
             api_version, kind = PARTIAL_API_VERSION, "PartialObjectMetadataList"
@@ -315,6 +374,11 @@ class _Request:
         return response
 
     def _watched(self, event_type: str, manifest: Object) -> Object:
+        if self.as_table:
+            if event_type == "BOOKMARK":
+                metadata = manifest.get("metadata") or {}
+                return self._table([], {"resourceVersion": metadata.get("resourceVersion", "")})
+            return self._table([template_of(manifest)])
         if event_type != "BOOKMARK":
             return self._shaped(template_of(manifest))
         # A bookmark carries only a resourceVersion (and the initial-events-end annotation).
@@ -383,7 +447,10 @@ class _Request:
         return obj
 
     async def create(self) -> web.StreamResponse:
-        obj = self._check_object(await self._body())
+        return await self._create(self._check_object(await self._body()))
+
+    async def _create(self, obj: Object) -> web.StreamResponse:
+        """Validate (unless skip-validating), trim and store a checked object."""
         metadata = obj["metadata"]
         if not metadata.get("name") and not metadata.get("generateName"):
             raise ShadowError(
@@ -399,18 +466,21 @@ class _Request:
         else:
             obj = await self._validated(obj)
         template = trim(obj)
+        if await self._legacy_manifest(template["metadata"]["name"]) is not None:
+            raise self._already_exists(template["metadata"]["name"])
         manifest = new_manifest(self.resource, template, self.api.reserved_namespace)
         try:
             created = await self.parent.create(
                 manifest, dry_run=self.dry_run, field_manager=_FIELD_MANAGER
             )
         except AlreadyExists:
-            raise ShadowError(
-                409,
-                f'{self._qualified()} "{template["metadata"]["name"]}" already exists',
-                reason="AlreadyExists",
-            ) from None
+            raise self._already_exists(template["metadata"]["name"]) from None
         return web.json_response(template_of(created), status=201)
+
+    def _already_exists(self, name: str) -> ShadowError:
+        return ShadowError(
+            409, f'{self._qualified()} "{name}" already exists', reason="AlreadyExists"
+        )
 
     async def _validated(self, obj: Object) -> Object:
         """The object validated and defaulted by a server-side dry-run create in the parent.
@@ -424,12 +494,12 @@ class _Request:
             trial["metadata"]["namespace"] = self.api.reserved_namespace
         try:
             try:
-                result = await self.parent.create(trial, dry_run=True)
+                result = await self._dry_run_create(trial)
             except AlreadyExists:
                 if not obj["metadata"].get("name"):
                     raise  # a generated name clashed: the parent's answer stands
                 trial["metadata"]["name"] = f"{obj['metadata']['name']}-{_suffix(3)}"
-                result = await self.parent.create(trial, dry_run=True)
+                result = await self._dry_run_create(trial)
         except UnknownKind:
             raise ShadowError(
                 400,
@@ -441,6 +511,30 @@ class _Request:
         result_metadata["name"] = obj["metadata"].get("name") or result_metadata.get("name")
         if self.resource.namespaced:
             result_metadata["namespace"] = obj["metadata"]["namespace"]
+        return result
+
+    async def _dry_run_create(self, trial: Object) -> Object:
+        """``POST ...?dryRun=All`` of ``trial`` in the parent.  In the version the shadow
+        resource mirrors, the URL is known from the resource table: the parent client's
+        RESTMapper is not asked, as it may not have discovered a CRD the hub's informer
+        already mirrors (it rediscovers at most every few seconds)."""
+        group, version = naming.split_api_version(str(trial.get("apiVersion", "")))
+        if (group, version) != (self.resource.group, self.resource.version):
+            created: Object = await self.parent.create(trial, dry_run=True)
+            return created
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        namespace = trial["metadata"].get("namespace") if self.resource.namespaced else None
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        try:
+            result: Object = await self.parent.request(
+                "POST",
+                f"{prefix}{scope}/{self.resource.plural}",
+                params={"dryRun": "All"},
+                body=trial,
+            )
+        except NotFound as err:
+            # The collection does not exist: the parent stopped serving the kind.
+            raise UnknownKind(err.message) from None
         return result
 
     async def update(self) -> web.StreamResponse:
@@ -468,14 +562,47 @@ class _Request:
 
     async def patch(self) -> web.StreamResponse:
         assert self.path.name is not None
-        name = self.path.name
-        apply_patch, conditional = self._patch_function(await self.request.read())
+        content_type = self.request.content_type
+        query = self.request.query
+        if "force" in query and content_type != PatchType.APPLY:
+            raise ShadowError(
+                422,
+                'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
+                "specified for non-apply patch",
+                reason="Invalid",
+            )
+        raw = await self.request.read()
+        if content_type == PatchType.APPLY:
+            return await self._apply(self.path.name, raw)
+        apply_patch, conditional = self._patch_function(raw)
+        return await self._patch_loop(self.path.name, apply_patch, conditional)
+
+    async def _patch_loop(
+        self,
+        name: str,
+        apply_patch: Callable[[Object], Awaitable[Object]],
+        conditional: bool,
+        create_missing: Object | None = None,
+    ) -> web.StreamResponse:
+        """Read, patch and store the template, retrying unconditional patches on Manifest
+        conflicts; ``create_missing`` is created when there is no template (apply)."""
         for attempt in range(_PATCH_ATTEMPTS):
-            current = await self._manifest(name)
+            last = attempt == _PATCH_ATTEMPTS - 1
+            try:
+                current = await self._manifest(name)
+            except ShadowError as err:
+                if err.code != 404 or create_missing is None:
+                    raise
+                try:
+                    return await self._create(copy.deepcopy(create_missing))
+                except ShadowError as create_error:
+                    if create_error.reason != "AlreadyExists" or last:
+                        raise
+                    continue  # created meanwhile: apply to it
             view = template_of(current)
             if self.path.subresource == "scale":
                 view = scale_of(view)
-            patched = apply_patch(view)
+            patched = await apply_patch(view)
             expected = (patched.get("metadata") or {}).get("resourceVersion")
             if conditional and expected != view["metadata"].get("resourceVersion"):
                 raise self._conflict(name)
@@ -486,23 +613,29 @@ class _Request:
             try:
                 stored = template_of(await self._store(replace_template(current, template), name))
             except ShadowError as err:
-                if err.code != 409 or conditional or attempt == _PATCH_ATTEMPTS - 1:
+                if err.code != 409 or conditional or last:
                     raise
                 continue
             return web.json_response(scale_of(stored) if self.path.subresource else stored)
         raise self._conflict(name)  # unreachable: the last attempt raises or returns
 
-    def _patch_function(self, raw: bytes) -> tuple[Callable[[Object], Object], bool]:
+    def _patch_function(self, raw: bytes) -> tuple[Callable[[Object], Awaitable[Object]], bool]:
         """How to apply the request's patch, and whether it names a resourceVersion, which
         makes it conditional (a conflict is then the caller's, not retried)."""
         content_type = self.request.content_type
-        if content_type == PatchType.APPLY:
+        if content_type not in (PatchType.JSON, PatchType.MERGE, PatchType.STRATEGIC):
             raise ShadowError(
                 415,
-                "server-side apply is not supported by shadow/v1alpha1; use kubectl apply "
-                "without --server-side, kubectl create/replace, or a merge patch",
+                f"the patch content type {content_type!r} is not supported",
                 reason="UnsupportedMediaType",
             )
+        if (
+            content_type == PatchType.STRATEGIC
+            and self.resource.custom
+            and not self.path.subresource
+        ):
+            # CRDs have no Go types, so kube-apiserver refuses strategic merge patches.
+            raise ShadowError(415, CUSTOM_RESOURCE_PATCH_TYPES, reason="UnsupportedMediaType")
         try:
             patch = json.loads(raw)
         except ValueError as err:
@@ -511,7 +644,7 @@ class _Request:
             if not isinstance(patch, list):
                 raise ShadowError(400, "a JSON patch must be a list of operations")
 
-            def apply_json_patch(view: Object) -> Object:
+            async def apply_json_patch(view: Object) -> Object:
                 try:
                     result: Object = jsonpatch.apply_patch(view, patch)
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
@@ -523,26 +656,85 @@ class _Request:
                 for op in patch
             )
             return apply_json_patch, conditional
-        if content_type == PatchType.STRATEGIC:
-            try:
-                patch = strategic_as_merge(patch)
-            except UnsupportedPatch as err:
-                raise ShadowError(415, str(err), reason="UnsupportedMediaType") from None
-        elif content_type != PatchType.MERGE:
-            raise ShadowError(
-                415,
-                f"the patch content type {content_type!r} is not supported",
-                reason="UnsupportedMediaType",
-            )
         if not isinstance(patch, dict):
             raise ShadowError(400, "a merge patch must be a JSON object")
+        conditional = "resourceVersion" in (patch.get("metadata") or {})
+        if content_type == PatchType.STRATEGIC:
 
-        def apply_merge_patch(view: Object) -> Object:
+            async def apply_strategic_patch(view: Object) -> Object:
+                return await self._strategic(view, patch)
+
+            return apply_strategic_patch, conditional
+
+        async def apply_merge_patch(view: Object) -> Object:
             result: Object = merge_patch(view, patch)
             return result
 
-        conditional = "resourceVersion" in (patch.get("metadata") or {})
         return apply_merge_patch, conditional
+
+    async def _strategic(self, view: Object, patch: Object) -> Object:
+        """``patch`` applied to ``view`` with the merge keys of the parent's OpenAPI."""
+        if self.path.subresource == "scale":
+            schema = PatchSchema()  # a Scale has no lists
+        else:
+            schema = await self._patch_schema(view)
+        try:
+            return strategic_merge_patch(view, patch, schema)
+        except StrategicPatchError as err:
+            raise ShadowError(400, str(err), reason="BadRequest") from None
+
+    async def _patch_schema(self, view: Object) -> PatchSchema:
+        """The patch schema of the template's kind, in the template's version or else in the
+        version the parent serves (templates may target a version only children serve)."""
+        api_version = str(view.get("apiVersion") or self.resource.api_version)
+        schema = await self.api.schemas.schema(api_version, self.resource.kind)
+        if schema is None and api_version != self.resource.api_version:
+            schema = await self.api.schemas.schema(self.resource.api_version, self.resource.kind)
+        if schema is None:
+            raise ShadowError(
+                415,
+                f"a strategic merge patch of {self.resource.kind} needs its merge keys, and the "
+                f"parent publishes no OpenAPI v3 schema of it in {api_version}; use a merge "
+                "patch (--type=merge) or a JSON patch (--type=json)",
+                reason="UnsupportedMediaType",
+            )
+        return schema
+
+    async def _apply(self, name: str, raw: bytes) -> web.StreamResponse:
+        """Server-side apply, without field ownership: the applied configuration is created
+        when there is no template, else merged over it (strategic merge for built-in kinds,
+        JSON merge patch for custom resources).  See docs/shadow.md for the differences."""
+        if not self.request.query.get("fieldManager"):
+            raise ShadowError(
+                422,
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+                "required for apply patch",
+                reason="Invalid",
+            )
+        try:
+            applied = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ShadowError(400, f"the applied configuration is not valid YAML: {err}") from None
+        if not isinstance(applied, dict):
+            raise ShadowError(400, "the applied configuration must be an object")
+        conditional = "resourceVersion" in (applied.get("metadata") or {})
+        if self.path.subresource == "scale":
+
+            async def apply_to_scale(view: Object) -> Object:
+                result: Object = merge_patch(view, applied)
+                return result
+
+            return await self._patch_loop(name, apply_to_scale, conditional)
+        applied = self._check_object(applied)
+
+        async def apply_configuration(view: Object) -> Object:
+            if self.resource.custom:
+                result: Object = merge_patch(view, applied)
+                return result
+            return await self._strategic(view, applied)
+
+        create = None if conditional else applied
+        return await self._patch_loop(name, apply_configuration, conditional, create)
 
     async def delete(self) -> web.StreamResponse:
         assert self.path.name is not None
@@ -552,11 +744,24 @@ class _Request:
         except ValueError as err:
             raise ShadowError(400, f"the DeleteOptions are not valid JSON: {err}") from None
         preconditions = (options.get("preconditions") or {}) if isinstance(options, dict) else {}
+        manifest_name = self._manifest_name(name)
+        legacy = None
+        try:
+            await self.parent.get(
+                MANIFEST_API_VERSION,
+                MANIFEST_KIND,
+                manifest_name,
+                namespace=self.api.reserved_namespace,
+            )
+        except NotFound:
+            legacy = await self._legacy_manifest(name)
+        if legacy is not None:
+            manifest_name = legacy["metadata"]["name"]
         try:
             result = await self.parent.delete(
                 MANIFEST_API_VERSION,
                 MANIFEST_KIND,
-                self._manifest_name(name),
+                manifest_name,
                 namespace=self.api.reserved_namespace,
                 preconditions=Preconditions(
                     uid=preconditions.get("uid"),

@@ -46,6 +46,36 @@ def _mirrored_group(group: str) -> bool:
 
 
 @dataclass(frozen=True)
+class PrinterColumn:
+    """One of a CRD version's ``additionalPrinterColumns``."""
+
+    name: str
+    type: str
+    json_path: str
+    format: str = ""
+    description: str = ""
+    priority: int = 0
+
+
+def printer_columns(version: Mapping[str, Any]) -> tuple[PrinterColumn, ...]:
+    columns = []
+    for column in version.get("additionalPrinterColumns") or ():
+        if not column.get("name") or not column.get("jsonPath"):
+            continue
+        columns.append(
+            PrinterColumn(
+                name=column["name"],
+                type=column.get("type", "string"),
+                json_path=column["jsonPath"],
+                format=column.get("format", ""),
+                description=column.get("description", ""),
+                priority=int(column.get("priority") or 0),
+            )
+        )
+    return tuple(columns)
+
+
+@dataclass(frozen=True)
 class ShadowResource:
     """One mirrored resource: the parent's group/version/kind behind a shadow plural."""
 
@@ -59,6 +89,7 @@ class ShadowResource:
     has_scale: bool = False
     has_status: bool = False
     custom: bool = False  # served by a CRD in the parent
+    printer_columns: tuple[PrinterColumn, ...] = ()  # a CRD's additionalPrinterColumns
 
     @property
     def api_version(self) -> str:
@@ -125,6 +156,7 @@ def crd_resource(crd: Mapping[str, Any]) -> ShadowResource | None:
         has_scale="scale" in subresources,
         has_status="status" in subresources,
         custom=True,
+        printer_columns=printer_columns(storage),
     )
 
 
@@ -140,6 +172,13 @@ class ResourceTable:
         self._builtins = dict(builtins)
         self._list_crds = list_crds
 
+    def builtins(self) -> dict[str, ShadowResource]:
+        return dict(self._builtins)
+
+    def set_builtins(self, builtins: Mapping[str, ShadowResource]) -> None:
+        """Replace the built-in half (the parent's discovery changed)."""
+        self._builtins = dict(builtins)
+
     def resources(self) -> dict[str, ShadowResource]:
         merged = dict(self._builtins)
         for crd in sorted(self._list_crds(), key=lambda c: c["metadata"]["name"]):
@@ -153,8 +192,9 @@ class ResourceTable:
 
 
 def api_resource_list(resources: Iterable[ShadowResource]) -> dict[str, Any]:
-    """``GET /apis/shadow/v1alpha1``: every mirrored resource keeps its kind, scope and
-    short names; ``status`` is read-only, ``scale`` readable and writable."""
+    """``GET /apis/shadow/v1alpha1``: every mirrored resource keeps its kind and scope, in
+    category ``clusternet.shadow``, without its short names (see below); ``status`` is read-only,
+    ``scale`` readable and writable."""
     entries: list[dict[str, Any]] = []
     for res in sorted(resources, key=lambda r: r.plural):
         common = {"namespaced": res.namespaced, "kind": res.kind}
@@ -165,8 +205,10 @@ def api_resource_list(resources: Iterable[ShadowResource]) -> dict[str, Any]:
             "verbs": list(STORAGE_VERBS),
             "categories": [CATEGORY],
         }
-        if res.short_names:
-            entry["shortNames"] = list(res.short_names)
+        # No shortNames: kube-apiserver merges this document into the parent's discovery,
+        # and kubectl (1.30+) warns on every `kubectl get deploy` that "deploy" could also
+        # match deployments.shadow.  Shadow kinds are addressed as <plural>.v1alpha1.shadow,
+        # or by any name through `kubectl clusternet`, which resolves names on the parent.
         entries.append(entry)
         if res.has_status:
             entries.append(

@@ -1,4 +1,4 @@
-"""Pure transformations of the shadow API: template ↔ Manifest, trimming, selectors, patches.
+"""Pure transformations of the shadow API: template ↔ Manifest, trimming, selectors, Scale.
 
 A shadow object is a *template*: what the user wrote, validated and defaulted by the parent,
 minus everything the parent would have decided for a real object (spec §6.1 "Trim").  It is
@@ -50,10 +50,6 @@ _JOB_CONTROLLER_LABELS: Final = (
 
 class UnsupportedSelector(ValueError):
     """A field selector the shadow API cannot translate to Manifest labels."""
-
-
-class UnsupportedPatch(ValueError):
-    """A patch the shadow API cannot apply faithfully."""
 
 
 def trim(template: Mapping[str, Any]) -> Object:
@@ -184,35 +180,6 @@ def _field_requirements(field_selector: str) -> list[str]:
             )
         requirements.append(f"{label}{'!=' if operator == '!=' else '='}{value.strip()}")
     return requirements
-
-
-def strategic_as_merge(patch: Any) -> Any:
-    """A strategic merge patch that means the same as a JSON merge patch, or
-    :class:`UnsupportedPatch`.
-
-    The two agree on nested objects and ``null``; they differ on lists (merged by key in a
-    strategic patch) and on ``$`` directives.  Templates have no Go types to read merge keys
-    from, so such patches are refused rather than applied differently than kubectl means.
-    """
-
-    def check(value: Any, path: str) -> None:
-        if isinstance(value, list):
-            raise UnsupportedPatch(
-                f"strategic merge patch with a list at {path or '/'}: shadow/v1alpha1 applies "
-                "strategic merge patches without lists only; use a JSON merge patch "
-                "(--type=merge) or a JSON patch (--type=json)"
-            )
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key.startswith("$"):
-                    raise UnsupportedPatch(
-                        f"strategic merge patch directive {key} at {path or '/'} is not "
-                        "supported by shadow/v1alpha1; use --type=merge or --type=json"
-                    )
-                check(item, f"{path}/{key}")
-
-    check(patch, "")
-    return patch
 
 
 def scale_of(template: Mapping[str, Any]) -> Object:

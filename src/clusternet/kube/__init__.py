@@ -53,6 +53,12 @@ from clusternet.kube._errors import (
     Unauthorized,
 )
 from clusternet.kube._patch import merge_patch
+from clusternet.kube._strategic import (
+    PatchSchema,
+    StrategicPatchError,
+    kind_schema,
+    strategic_merge_patch,
+)
 
 __all__ = [
     "APIResource",
@@ -74,6 +80,7 @@ __all__ = [
     "KubeClient",
     "NotFound",
     "Object",
+    "PatchSchema",
     "PatchType",
     "Preconditions",
     "PropagationPolicy",
@@ -81,6 +88,7 @@ __all__ = [
     "RequestObserver",
     "ServerTimeout",
     "ServiceUnavailable",
+    "StrategicPatchError",
     "TooManyRequests",
     "TransportFactory",
     "Unauthorized",
@@ -89,8 +97,10 @@ __all__ = [
     "apply_manifests",
     "condition_true",
     "in_cluster_config",
+    "kind_schema",
     "load_kubeconfig",
     "merge_patch",
+    "strategic_merge_patch",
     "tls_context",
     "wait_for",
 ]
