@@ -1,6 +1,6 @@
 """Propagation latency: Subscription created → objects present (and ready) in every child.
 
-    python bench/bench_propagation.py [--children 3] [--runs 50] [--burst 500]
+    python bench/bench_propagation.py [--children 3] [--runs 50] [--burst 500] [--kubeconfig F]
 
 Brings up its own parent and children with `clusternet local up`'s code (the whole
 Clusternet running: hub, scheduler, controller-manager, one agent per child) and drives it
@@ -25,6 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from clusternet.apis import known
 from clusternet.kube import KubeClient, load_kubeconfig
@@ -136,7 +138,7 @@ async def bounded(tasks: list[Callable[[], Awaitable[Any]]], limit: int) -> None
     await asyncio.gather(*(one(t) for t in tasks))
 
 
-async def run(env: LocalEnvironment, kubeconfig: str, children: list[str], args: Any) -> None:
+async def run(kubeconfig: str, children: list[str], args: Any) -> None:
     parent = KubeClient(load_kubeconfig(kubeconfig, context="parent"), cluster="parent")
     child_clients = {
         c: KubeClient(load_kubeconfig(kubeconfig, context=c), cluster=c) for c in children
@@ -232,13 +234,22 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=3)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument(
+        "--kubeconfig",
+        help="Use a running environment (contexts parent, child1..N) instead of starting one",
+    )
     args = parser.parse_args()
+    if args.kubeconfig:
+        config = yaml.safe_load(Path(args.kubeconfig).read_text())
+        children = sorted(c["name"] for c in config["contexts"] if c["name"] != "parent")
+        asyncio.run(run(args.kubeconfig, children, args))
+        return
     with tempfile.TemporaryDirectory(prefix="clusternet-bench-") as tmp:
         env = LocalEnvironment(run_dir=Path(tmp) / "run", kubeconfig=Path(tmp) / "kubeconfig")
         try:
             state = env.up(Options(children=args.children))
             children = [c.name for c in state.children]
-            asyncio.run(run(env, str(state.kubeconfig), children, args))
+            asyncio.run(run(str(state.kubeconfig), children, args))
         finally:
             env.down()
 

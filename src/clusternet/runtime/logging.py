@@ -34,10 +34,20 @@ def configure_logging(
     ]
     stream = stream or sys.stderr
     renderer: list[Processor]
+    # Tracebacks never show local variables: locals hold tokens, Secrets and whole objects
+    # (a leak into logs), and rendering them made a reconcile error cost milliseconds of CPU.
     if log_format == "json":
-        renderer = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        tracebacks = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        renderer = [
+            structlog.processors.ExceptionRenderer(tracebacks),
+            structlog.processors.JSONRenderer(),
+        ]
     else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        renderer = [
+            structlog.dev.ConsoleRenderer(
+                colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
 
     structlog.configure(
         processors=[
