@@ -112,3 +112,54 @@ def test_configmap_with_a_malformed_list_is_rejected() -> None:
                 "requestheader-allowed-names": "front-proxy-client",
             }
         )
+
+
+def test_a_certificate_is_worked_out_once_but_its_validity_checked_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as dt
+
+    from clusternet.hub import authn
+
+    auth = authenticator()
+    cert = der(FRONT_PROXY, "front-proxy-client")
+    assert auth.authenticate(cert, HEADERS) is not None
+    verified: list[object] = []
+    monkeypatch.setattr(authn, "_issued_by", lambda *args: verified.append(args) or True)
+    assert auth.authenticate(cert, HEADERS) is not None
+    assert verified == []  # served from the cache: no parsing, no signature check
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Later:
+            return cls(2100, 1, 1, tzinfo=dt.UTC)
+
+    monkeypatch.setattr(authn.dt, "datetime", Later)
+    assert auth.authenticate(cert, HEADERS) is None  # expired since: rejected
+
+
+def test_the_certificate_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clusternet.hub import authn
+
+    monkeypatch.setattr(authn, "_CERTIFICATE_CACHE_SIZE", 3)
+    auth = authenticator()
+    for i in range(5):
+        assert auth.authenticate(der(CLIENT_CA, f"user-{i}"), HEADERS) is not None
+    assert len(auth._certificates) == 3
+
+
+def test_one_ca_may_be_both_front_proxy_and_client_ca() -> None:
+    auth = Authenticator(
+        AuthenticationConfig(
+            RequestHeaderConfig(ca_pem=cert_pem(CLIENT_CA.cert), allowed_names=("proxy",)),
+            client_ca_pem=cert_pem(CLIENT_CA.cert),
+        )
+    )
+    assert auth.authenticate(der(CLIENT_CA, "proxy"), HEADERS) == UserInfo(
+        "alice",
+        groups=("dev", "system:authenticated"),
+        extra={"clusternet-token": ("child-token",), "example.com/team": ("blue", "green")},
+    )
+    # Not an allowed front-proxy name: the certificate authenticates its own subject.
+    user = auth.authenticate(der(CLIENT_CA, "bob", ("ops",)), HEADERS)
+    assert user == UserInfo("bob", groups=("ops", "system:authenticated"))

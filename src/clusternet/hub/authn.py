@@ -128,14 +128,11 @@ def _common_name(cert: x509.Certificate) -> str:
 
 
 def _issued_by(cert: x509.Certificate, authorities: Iterable[x509.Certificate]) -> bool:
-    """Signed by one of ``authorities`` and valid now.
+    """Signed by one of ``authorities`` (validity in time is checked per request).
 
     The TLS handshake has verified the chain against the union of all trusted CAs already;
     this tells *which* CA issued it, because the two CAs grant very different trust.
     """
-    now = dt.datetime.now(dt.UTC)
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        return False
     for authority in authorities:
         try:
             cert.verify_directly_issued_by(authority)
@@ -145,6 +142,27 @@ def _issued_by(cert: x509.Certificate, authorities: Iterable[x509.Certificate]) 
     return False
 
 
+@dataclass(frozen=True)
+class _Certificate:
+    """What authentication needs of a peer certificate, worked out once per certificate."""
+
+    by_front_proxy_ca: bool  # may assert identities in X-Remote-* headers (if its CN allows)
+    by_client_ca: bool  # authenticates its own subject
+    common_name: str
+    organizations: tuple[str, ...]
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    def valid_now(self) -> bool:
+        return self.not_before <= dt.datetime.now(dt.UTC) <= self.not_after
+
+
+# The aggregator keeps a few long-lived connections, each presenting the same certificate on
+# every request: parsing it and checking its signature per request cost more than the rest of
+# the hub's work on a proxied GET.  Bounded, so a flood of distinct certificates cannot grow it.
+_CERTIFICATE_CACHE_SIZE = 256
+
+
 class Authenticator:
     def __init__(self, config: AuthenticationConfig) -> None:
         self.config = config
@@ -152,29 +170,46 @@ class Authenticator:
             config.requestheader.ca_certs if config.requestheader is not None else ()
         )
         self._client_cas = load_pem_certificates(config.client_ca_pem)
+        self._certificates: dict[bytes, _Certificate] = {}
+
+    def _certificate(self, der: bytes) -> _Certificate:
+        known = self._certificates.get(der)
+        if known is not None:
+            return known
+        cert = x509.load_der_x509_certificate(der)
+        organizations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        found = _Certificate(
+            _issued_by(cert, self._requestheader_cas),
+            _issued_by(cert, self._client_cas),
+            _common_name(cert),
+            tuple(str(o.value) for o in organizations),
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+        )
+        if len(self._certificates) >= _CERTIFICATE_CACHE_SIZE:
+            self._certificates.pop(next(iter(self._certificates)))  # oldest first
+        self._certificates[der] = found
+        return found
 
     def authenticate(self, peer_cert_der: bytes | None, headers: Headers) -> UserInfo | None:
         """The caller, or None if unauthenticated (a certificate proves nothing we trust,
         or a front proxy sent no user)."""
         if not peer_cert_der:
             return None
-        cert = x509.load_der_x509_certificate(peer_cert_der)
+        cert = self._certificate(peer_cert_der)
+        if not cert.valid_now():
+            return None
         front_proxy = self.config.requestheader
         if (
             front_proxy is not None
-            and _issued_by(cert, self._requestheader_cas)
-            and (not front_proxy.allowed_names or _common_name(cert) in front_proxy.allowed_names)
+            and cert.by_front_proxy_ca
+            and (not front_proxy.allowed_names or cert.common_name in front_proxy.allowed_names)
         ):
             return _user_from_headers(front_proxy, headers)
-        if _issued_by(cert, self._client_cas):
-            organizations = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-            name = _common_name(cert)
-            if not name:
+        if cert.by_client_ca:
+            if not cert.common_name:
                 return None
-            return UserInfo(
-                name,
-                groups=(*(str(o.value) for o in organizations), "system:authenticated"),
-            )
+            return UserInfo(cert.common_name, groups=(*cert.organizations, "system:authenticated"))
         return None
 
 
