@@ -77,6 +77,8 @@ _HOP_BY_HOP = frozenset(
 # (an unrequested gzip body would reach kubectl undecoded).
 _CLIENT_DEFAULT_HEADERS = ("accept", "accept-encoding", "user-agent")
 _RELAY_CHUNK = 64 * 1024
+# Answers up to this size (with a Content-Length) are read whole and sent in one write.
+_WHOLE_BODY_LIMIT = 1024 * 1024
 _CLIENT_BUFFER_LIMIT = 256 * 1024
 
 
@@ -382,6 +384,20 @@ class SocketProxy:
         )
 
     async def _relay(self, request: web.Request, response: httpx2.Response) -> web.StreamResponse:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= _WHOLE_BODY_LIMIT:
+            # A small answer of known size (most GETs): headers and body leave in one write
+            # instead of one per piece, which is most of what a relay costs on loopback.
+            try:
+                body = await response.aread()
+            except httpx2.TransportError as err:
+                return status_response(502, f"the child's response broke off: {err}")
+            return web.Response(
+                status=response.status_code,
+                reason=response.reason_phrase or None,
+                headers=forwarded_response_headers(response.headers, upgrade=False),
+                body=body,
+            )
         out = web.StreamResponse(
             status=response.status_code,
             reason=response.reason_phrase or None,
