@@ -48,7 +48,18 @@ def test_defaults_are_upstreams() -> None:
             ["--cluster-reg-parent-url=parent:6443", f"--cluster-reg-token={BOOTSTRAP}"],
             "is not a URL",
         ),
-        (["--cluster-reg-parent-url=https://parent"], "--cluster-reg-token is required"),
+        (
+            ["--cluster-reg-parent-url=https://parent"],
+            "--cluster-reg-token or --cluster-reg-token-file is required",
+        ),
+        (
+            [*REQUIRED, "--cluster-reg-token-file=/nonexistent/token"],
+            "are exclusive",
+        ),
+        (
+            ["--cluster-reg-parent-url=https://parent", "--cluster-reg-token-file=/nonexistent/t"],
+            "cannot read /nonexistent/t",
+        ),
         (
             [
                 "--cluster-reg-parent-url=https://parent",
@@ -97,6 +108,15 @@ def test_a_service_account_jwt_is_a_registration_token() -> None:
         ["--cluster-reg-parent-url=https://parent", f"--cluster-reg-token={JWT}"]
     )
     assert options.token == JWT
+
+
+def test_the_token_can_come_from_a_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{BOOTSTRAP}\n")  # a mounted Secret key may end with a newline
+    options = parse_options(
+        ["--cluster-reg-parent-url=https://parent", f"--cluster-reg-token-file={token_file}"]
+    )
+    assert options.token == BOOTSTRAP
 
 
 def test_push_is_allowed_with_the_app_pusher_gate() -> None:

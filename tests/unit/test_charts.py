@@ -229,9 +229,15 @@ def _mounted_files(docs: list[Doc], pod: Doc, root: Path) -> dict[str, Path]:
                 for key, value in (cm.get("data") or {}).items():
                     (folder / key).write_text(value)
         elif "secret" in volume:
-            for secret in find(docs, "Secret", volume["secret"]["secretName"]):
+            secrets = find(docs, "Secret", volume["secret"]["secretName"])
+            for secret in secrets:
                 for key, value in (secret.get("data") or {}).items():
                     (folder / key).write_bytes(base64.b64decode(value))
+            if not secrets:  # a Secret the user made (existingSecret): stands for a token
+                for arg in pod["spec"]["containers"][0].get("args") or []:
+                    name, _, path = str(arg).partition("=")
+                    if name.endswith("-file") and path.startswith(mount["mountPath"] + "/"):
+                        (folder / path.rpartition("/")[2]).write_text(TOKEN)
     return mounts
 
 
@@ -572,7 +578,8 @@ def test_agent_token_comes_from_a_secret_not_the_pod_spec(tmp_path: Path) -> Non
     docs = render("clusternet-agent", "-f", ci_values("clusternet-agent", "default"))
     container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert TOKEN not in yaml.safe_dump(only(docs, "Deployment"))
-    assert "--cluster-reg-token=$(CLUSTERNET_REGISTRATION_TOKEN)" in container["args"]
+    assert not [a for a in container["args"] if a.startswith("--cluster-reg-token=")]
+    assert "--cluster-reg-token-file=/etc/clusternet/registration/token" in container["args"]
     options = agent_options(_container_argv(docs, tmp_path))
     assert options.token == TOKEN
 
@@ -588,11 +595,11 @@ def test_agent_custom_values_reach_the_agent(tmp_path: Path) -> None:
     assert "--cluster-reg-type=EdgeCluster" in args
     ca_arg = next(a for a in args if a.startswith("--cluster-reg-parent-ca-file="))
     assert Path(ca_arg.partition("=")[2]).read_text().startswith("-----BEGIN CERTIFICATE-----")
-    env = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"][0]
-    assert env["valueFrom"]["secretKeyRef"] == {
-        "name": "clusternet-bootstrap",
-        "key": "bootstrap-token",
-    }
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "registration-token")
+    assert volume["secret"]["secretName"] == "clusternet-bootstrap"
+    token_arg = "--cluster-reg-token-file=/etc/clusternet/registration/bootstrap-token"
+    assert token_arg in pod["containers"][0]["args"]
     assert not find(docs, "Secret", "clusternet-agent-registration")
     image = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.example.com/clusternet@sha256:" + "0" * 64

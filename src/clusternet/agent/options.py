@@ -56,6 +56,7 @@ class AgentOptions:
     predictor_direct_access: bool
     enable_tunnel_logging: bool
     malformed_labels: tuple[str, ...] = ()  # skipped --cluster-labels items, to warn about
+    helm_binary: str | None = None  # helm for pulled HelmReleases (default: $PATH)
 
     @property
     def predictor_enabled(self) -> bool:
@@ -84,7 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument(
         "--cluster-reg-token",
         default="",
-        help="Bootstrap token (<id>.<secret>) or ServiceAccount token used to register.",
+        help="Bootstrap token (<id>.<secret>) or ServiceAccount token used to register. "
+        "Prefer --cluster-reg-token-file: a flag's value is visible in the process list.",
+    )
+    reg.add_argument(
+        "--cluster-reg-token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="File holding the registration token (e.g. a mounted Secret key).",
     )
     reg.add_argument(
         "--cluster-reg-parent-ca-file",
@@ -132,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bool_flag(predictor, "--predictor-direct-access", "Scheduler calls the predictor directly.")
     add_bool_flag(parser.add_argument_group("tunnel"), "--enable-tunnel-logging", "Verbose tunnel.")
+    parser.add_argument_group("helm").add_argument(
+        "--helm-binary",
+        default=None,
+        metavar="PATH",
+        help="The helm binary (v4) that installs pulled HelmReleases. Default: helm on $PATH.",
+    )
     return parser
 
 
@@ -145,8 +160,18 @@ def parse_options(argv: Sequence[str] | None = None) -> AgentOptions:
         parser.error("--cluster-reg-parent-url is required")
     if url.scheme not in ("https", "http") or not url.hostname:
         parser.error(f"--cluster-reg-parent-url {args.cluster_reg_parent_url!r} is not a URL")
+    if args.cluster_reg_token_file is not None:
+        if args.cluster_reg_token:
+            parser.error("--cluster-reg-token and --cluster-reg-token-file are exclusive")
+        try:
+            args.cluster_reg_token = args.cluster_reg_token_file.read_text().strip()
+        except OSError as err:
+            parser.error(
+                f"--cluster-reg-token-file: cannot read {args.cluster_reg_token_file}: "
+                f"{err.strerror}"
+            )
     if not args.cluster_reg_token:
-        parser.error("--cluster-reg-token is required")
+        parser.error("--cluster-reg-token or --cluster-reg-token-file is required")
     if not is_registration_token(args.cluster_reg_token):
         parser.error(
             "--cluster-reg-token is neither a bootstrap token ([a-z0-9]{6}.[a-z0-9]{16}) nor a "
@@ -216,4 +241,5 @@ def parse_options(argv: Sequence[str] | None = None) -> AgentOptions:
         predictor_direct_access=args.predictor_direct_access,
         enable_tunnel_logging=args.enable_tunnel_logging,
         malformed_labels=tuple(malformed),
+        helm_binary=args.helm_binary or None,
     )
