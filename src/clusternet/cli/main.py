@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from clusternet import __version__
-from clusternet.cli import approval, install, local, plugin
+from clusternet.cli import approval, demo, install, local, plugin
 
 app = typer.Typer(
     help="clusternet-py: manage many Kubernetes clusters as one (also `kubectl clusternet`).",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(local.app, name="local")
+app.add_typer(demo.app, name="demo")
 app.command("install")(install.command)
 app.command("approve")(approval.approve)
 app.command("deny")(approval.deny)
