@@ -4,6 +4,7 @@ directly when the cluster does not use the socket; and the local environment's a
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,11 +61,11 @@ def test_missing_credentials(secret: dict[str, Any] | None) -> None:
 
 
 def test_local_agents_run_recovery_and_the_asked_sync_mode() -> None:
-    argv = components.agent_argv("kc", "child1", "https://p", "t.t", 1, sync_mode="Pull")
+    argv = components.agent_argv("kc", "child1", "https://p", Path("t"), 1, sync_mode="Pull")
     assert "--cluster-sync-mode=Pull" in argv
     gates = next(a for a in argv if a.startswith("--feature-gates="))
     assert "Recovery=true" in gates
-    assert "--cluster-sync-mode=Dual" in components.agent_argv("kc", "c", "https://p", "t", 1)
+    assert "--cluster-sync-mode=Dual" in components.agent_argv("kc", "c", "https://p", Path("t"), 1)
 
 
 def test_local_sync_modes_are_checked() -> None:

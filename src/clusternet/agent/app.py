@@ -21,6 +21,7 @@ from typing import NoReturn, TypeVar
 import structlog
 
 import clusternet
+from clusternet.agent.helmpuller import HelmPuller
 from clusternet.agent.options import COMPONENT, AgentOptions, parse_options
 from clusternet.agent.predictor_server import PredictorServer
 from clusternet.agent.puller import Puller
@@ -40,6 +41,8 @@ from clusternet.agent.tunnel import new_tunnel_client
 from clusternet.apis import known
 from clusternet.apis.mcs import SourceCluster
 from clusternet.deployer import DescriptionSync, agent_pulls
+from clusternet.deployer.helmcli import Helm, find_helm
+from clusternet.deployer.helmsync import ReleaseSync
 from clusternet.kube import (
     ApiError,
     ClusterConfig,
@@ -229,6 +232,17 @@ def _start_deployers(
     if pulls:
         log.info("deploying the Descriptions of this cluster (pull)", mode=options.sync_mode)
         tasks.create_task(Puller(child, descriptions, sync).run())
+        # HelmReleases of this cluster: installed here with the real helm binary.
+        releases = parent_informers.informer(
+            f"{known.APPS_GROUP}/v1alpha1", "HelmRelease", namespace=registration.namespace
+        )
+        helm_path = find_helm(options.helm_binary)
+        if helm_path is None:
+            log.warning("no helm binary: pulled HelmReleases fail until one is given")
+        helm = Helm(helm_path) if helm_path else None
+        puller = HelmPuller(child.config, releases, ReleaseSync(parent, recorder, helm))
+        tasks.create_task(puller.run())
+        tasks.create_task(releases.run())
     if recovers:
         recovery = Recovery(parent, child, descriptions, sync, registration.namespace)
         tasks.create_task(recovery.run())

@@ -21,9 +21,13 @@ from clusternet.controllermanager.clusterlifecycle import ClusterLifecycle
 from clusternet.controllermanager.crrapprover import RegistrationApprover
 from clusternet.controllermanager.feedinventory import FeedInventoryController
 from clusternet.controllermanager.feedprotection import FeedProtectionController
+from clusternet.controllermanager.helmchart import HelmChartController
+from clusternet.controllermanager.helmpusher import HelmPusher
+from clusternet.controllermanager.helmrelease import HelmReleaseController
 from clusternet.controllermanager.pusher import Pusher
 from clusternet.controllermanager.serviceimport import ServiceImportController
 from clusternet.controllermanager.subscription import SubscriptionController
+from clusternet.deployer.helmcli import Helm, find_helm
 from clusternet.kube import KubeClient, in_cluster_config, load_kubeconfig
 from clusternet.runtime import (
     Component,
@@ -68,6 +72,7 @@ class Options:
     threadiness: int
     cluster_api_kubeconfig: str | None
     cluster_auto_approve: bool
+    helm_binary: str | None = None
 
 
 def parse_controllers(text: str) -> frozenset[str]:
@@ -139,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kubeconfig of a Cluster API management cluster for clusterdiscovery "
         "(accepted; discovery is not supported yet).",
     )
+    group.add_argument(
+        "--helm-binary",
+        default=None,
+        metavar="PATH",
+        help="The helm binary (v4) that installs HelmReleases pushed to child clusters. "
+        "Default: helm on $PATH.",
+    )
     return parser
 
 
@@ -153,6 +165,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         threadiness=args.threadiness,
         cluster_api_kubeconfig=args.cluster_api_kubeconfig or None,
         cluster_auto_approve=args.cluster_auto_approve,
+        helm_binary=args.helm_binary,
     )
 
 
@@ -202,6 +215,15 @@ def deployer_controllers(
         )
     )
     controllers.append(Pusher(client, informers, recorder))  # Generic Descriptions, spec §4.7
+    # Helm: chart verification, Description -> HelmReleases, helm in pushed clusters (§4.7).
+    controllers.append(HelmChartController(client, informers, recorder))
+    controllers.append(HelmReleaseController(client, informers, recorder))
+    helm_path = find_helm(options.helm_binary)
+    if helm_path is None:
+        log.warning("no helm binary: pushed HelmReleases fail until one is given",
+                    helm_binary=options.helm_binary)  # fmt: skip
+    helm = Helm(helm_path) if helm_path else None
+    controllers.append(HelmPusher(client, informers, recorder, helm))
     # Subscription -> Bases -> Descriptions (spec §4.3-§4.6).
     controllers.append(SubscriptionController(client, informers, recorder))
     controllers.append(

@@ -30,6 +30,7 @@ from clusternet.apis.install import (
 )
 from clusternet.kube import KubeClient, apply_manifests
 from clusternet.local._rest import APIError, RestClient
+from clusternet.runtime.certs import write_private
 
 FIELD_MANAGER = "clusternet-local"
 _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
@@ -145,7 +146,10 @@ def create_objects(client: RestClient, manifests: list[dict[str, Any]]) -> None:
         client.create_or_get(path, manifest)
 
 
-def controller_manager_argv(kubeconfig: str, health_port: int) -> list[str]:
+def controller_manager_argv(
+    kubeconfig: str, health_port: int, helm_binary: str | None = None
+) -> list[str]:
+    helm = [f"--helm-binary={helm_binary}"] if helm_binary else []
     return [
         sys.executable,
         "-m",
@@ -156,6 +160,7 @@ def controller_manager_argv(kubeconfig: str, health_port: int) -> list[str]:
         # SocketConnection: the approver grants each cluster its socket (spec §3.3).
         "--feature-gates=Deployer=true,FeedInUseProtection=true,FeedInventory=true,"
         "SocketConnection=true,MultiClusterService=true",
+        *helm,  # HelmReleases pushed to the children
     ]
 
 
@@ -170,21 +175,31 @@ def scheduler_argv(kubeconfig: str, health_port: int) -> list[str]:
     ]
 
 
+def write_token_file(directory: Path, token: str) -> Path:
+    """The registration token in a file only its owner reads: tokens never go on a command
+    line, where every user of the machine can see them."""
+    path = directory / "registration-token"
+    write_private(path, token.encode())
+    return path
+
+
 def agent_argv(
     kubeconfig: str,
     cluster: str,
     parent_url: str,
-    token: str,
+    token_file: Path,
     health_port: int,
     sync_mode: str = "Dual",
+    helm_binary: str | None = None,
 ) -> list[str]:
+    helm = [f"--helm-binary={helm_binary}"] if helm_binary else []
     return [
         sys.executable,
         "-m",
         "clusternet.agent",
         f"--kubeconfig={kubeconfig}",
         f"--cluster-reg-parent-url={parent_url}",
-        f"--cluster-reg-token={token}",
+        f"--cluster-reg-token-file={token_file}",
         f"--cluster-reg-name={cluster}",
         f"--cluster-sync-mode={sync_mode}",
         # Predictor: each agent serves replica predictions (on a free port: several agents
@@ -195,6 +210,7 @@ def agent_argv(
         "--predictor-port=0",
         f"--secure-port={health_port}",
         "--leader-elect=true",
+        *helm,  # HelmReleases pulled by the agent
     ]
 
 

@@ -599,7 +599,10 @@ class LocalEnvironment:
         hub = self._start_hub(pki, parent, timeout)
         name = f"{PARENT}/clusternet-controller-manager"
         self.log("starting clusternet-controller-manager")
-        argv = components.controller_manager_argv(parent.kubeconfig, free_port())
+        # helm installs HelmReleases (pushed and pulled); built by `clusternet local build`.
+        helm_path = self.toolbox.locate("helm")
+        helm_binary = str(helm_path) if helm_path else None
+        argv = components.controller_manager_argv(parent.kubeconfig, free_port(), helm_binary)
         watched = [hub, self._record(processes.start(name, argv, self._logs(name)))]
         name = f"{PARENT}/clusternet-scheduler"
         self.log("starting clusternet-scheduler")
@@ -612,9 +615,10 @@ class LocalEnvironment:
                 child.kubeconfig,
                 child.name,
                 parent.server,
-                state.bootstrap_token,
+                components.write_token_file(Path(child.kubeconfig).parent, state.bootstrap_token),
                 free_port(),
                 sync_mode=sync_modes[index] if index < len(sync_modes) else "Dual",
+                helm_binary=helm_binary,
             )
             watched.append(self._record(processes.start(name, argv, self._logs(name))))
         self._save_state()
