@@ -22,15 +22,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT = 90
 
 
-def cluster_namespaces(clusters: Clusters) -> dict[str, str]:
-    """child name → its dedicated namespace in the parent."""
-    listed = clusters.kubectl("parent").json("get", "managedclusters", "-A")
-    return {
-        item["metadata"]["labels"][known.CLUSTER_NAME_LABEL]: item["metadata"]["namespace"]
-        for item in listed["items"]
-    }
-
-
 def child_object(clusters: Clusters, child: str, *args: str) -> Any | None:
     got = clusters.kubectl(child)("get", *args, "-o", "json", check=False)
     return json.loads(got.stdout) if got.returncode == 0 else None
@@ -67,7 +58,7 @@ def replication(clusters: Clusters) -> Iterator[dict[str, str]]:
     clusters.kubectl("parent")(
         "apply", "-f", str(EXAMPLES / "replication-scheduling" / "subscription.yaml")
     )
-    replication_namespaces = cluster_namespaces(clusters)
+    replication_namespaces = clusters.dedicated_namespaces()
     yield replication_namespaces
     parent = clusters.kubectl("parent")
     parent("delete", "-f", str(EXAMPLES / "replication-scheduling" / "globalization.yaml"),
@@ -204,6 +195,11 @@ def test_static_dividing_gives_two_and_four(clusters: Clusters) -> None:
         for child, replicas in (("child1", 2), ("child2", 4)):
             wait_until(lambda c=child, r=replicas: ready_replicas(clusters, c, "bar", "my-nginx") == r,  # type: ignore[misc]  # noqa: E501
                        f"{replicas} ready replicas in {child}", TIMEOUT)  # fmt: skip
+            # Created with its share at once: never the template's 6 first, then scaled down
+            # (a Base is rendered only once its replica Localizations exist).
+            created = deployment(clusters, child, "bar", "my-nginx")
+            assert created is not None
+            assert created["metadata"]["generation"] == 1, created["metadata"]
     finally:
         cleanup(clusters, "static-dividing-scheduling", "static-dividing-scheduling-demo")
 

@@ -20,6 +20,7 @@ from clusternet.controllermanager.aggregation import (
     aggregate,
     bound_clusters,
     failures,
+    render_errors,
     status_patch,
     subscription_condition,
     with_condition,
@@ -131,6 +132,78 @@ def test_deployed_condition(
     aggregated = aggregate([DEPLOY], CLUSTERS, descriptions)
     condition = subscription_condition(aggregated, failures(CLUSTERS, descriptions))
     assert condition == {"type": "Deployed", "status": status, "reason": reason, "message": message}
+
+
+def base(namespace: str, error: str | None = None, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": "web-x",
+        "namespace": namespace,
+        "labels": {known.CONFIG_SUBSCRIPTION_UID_LABEL: "u-1"},
+    }
+    if error is not None:
+        meta["annotations"] = {known.RENDER_ERROR_ANNOTATION: error}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta}
+
+
+MISSING = "template Deployment shop/gone does not exist"
+BAD = "feed apps/v1/Deployment/shop/web: Localization clusternet-a/x override 'y': value is ..."
+
+
+@pytest.mark.parametrize(
+    ("case", "descriptions", "bases", "status", "reason", "message"),
+    [
+        (
+            "deployed everywhere, but one cluster's input is bad (a skipped JSON patch)",
+            [description("clusternet-a", deployed(DEPLOY)), description("clusternet-b", deployed(DEPLOY))],  # noqa: E501
+            [base("clusternet-a", BAD), base("clusternet-b")],
+            "False", "InvalidInput", f"bad input for child1 ({BAD})",
+        ),
+        (
+            "a missing template: bad input everywhere, and not deployed",
+            [description("clusternet-a"), description("clusternet-b")],
+            [base("clusternet-a", MISSING), base("clusternet-b", MISSING)],
+            "False", "InvalidInput",
+            f"bad input for child1 ({MISSING}); child2 ({MISSING}); "
+            "not deployed yet: Deployment/web on child1, child2",
+        ),
+        (
+            "a deploy failure wins the reason, both are said",
+            [description("clusternet-a", deployed(DEPLOY)), description("clusternet-b", deployed(DEPLOY), phase="Failure", reason="boom")],  # noqa: E501
+            [base("clusternet-a", MISSING)],
+            "False", "Failed", f"bad input for child1 ({MISSING}); failed on child2 (Failure: boom)",  # noqa: E501
+        ),
+        (
+            "a Base being deleted or of an unbound cluster does not count; cleared is fine",
+            [description("clusternet-a", deployed(DEPLOY)), description("clusternet-b", deployed(DEPLOY))],  # noqa: E501
+            [base("clusternet-a", BAD, deleting=True), base("clusternet-z", BAD), base("clusternet-b", "")],  # noqa: E501
+            "True", "Deployed", "1 feeds deployed to 2 clusters",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_is_in_the_deployed_condition(
+    case: str,
+    descriptions: list[dict[str, Any]],
+    bases: list[dict[str, Any]],
+    status: str,
+    reason: str,
+    message: str,
+) -> None:
+    patch = status_patch(subscription([DEPLOY]), CLUSTERS, descriptions, NOW, bases)
+    assert patch is not None
+    (condition,) = patch["conditions"]
+    assert (condition["status"], condition["reason"], condition["message"]) == (
+        status,
+        reason,
+        message,
+    ), case
+
+
+def test_long_render_errors_are_cut_per_cluster() -> None:
+    found = render_errors(CLUSTERS, [base("clusternet-a", "x" * 5000)])
+    assert len(found["child1"]) == 1024
+    assert found["child1"].endswith("...")
 
 
 def test_not_bound_anywhere_is_nothing_to_deploy() -> None:
@@ -353,6 +426,25 @@ async def test_a_burst_of_description_updates_is_one_write(ctrl: Any) -> None:
                         "replicaStatus": {"replicas": 199}}]  # fmt: skip
     assert "bindingClusters" not in write["patch"]["status"]
     assert recorder.events[-1] == ("Normal", "Deployed", "1 feeds deployed to 1 clusters")
+
+
+async def test_a_render_error_on_a_base_brings_back_its_subscription(ctrl: Any) -> None:
+    controller, client, recorder, clock = ctrl
+    sub = subscription([DEPLOY], {"bindingClusters": ["clusternet-a/child1"]})
+    upsert(controller.subscriptions, sub)
+    upsert(controller.bases, base("clusternet-a"))
+    await drain(controller)
+    client.patches.clear()
+    upsert(controller.bases, {**base("clusternet-a"), "spec": {"feeds": [DEPLOY]}})
+    assert len(controller.queue) == 0  # nothing the condition reads changed
+    upsert(controller.bases, base("clusternet-a", MISSING))
+    clock.advance(0.5)  # gathered like Description events
+    assert await drain(controller) == ["team-a/web"]
+    (write,) = client.patches
+    (condition,) = write["patch"]["status"]["conditions"]
+    assert condition["reason"] == "InvalidInput"
+    assert MISSING in condition["message"]
+    assert recorder.events[-1][:2] == ("Warning", "InvalidInput")
 
 
 async def test_a_conflict_is_retried(ctrl: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from clusternet.controllermanager.overrides import (
+    MissingPathError,
     Override,
     OverrideError,
     OverrideSource,
@@ -177,6 +178,36 @@ def test_bad_overrides_are_errors_that_name_the_override(
 ) -> None:
     with pytest.raises(OverrideError, match=message):
         render(DEPLOYMENT, [Override("Localization demo/x", {"name": "bad", **config})])
+
+
+@pytest.mark.parametrize(
+    ("case", "type", "operations"),
+    [
+        (
+            "replace under a missing parent",
+            "JSONPatch",
+            '[{"op":"replace","path":"/spec/no/x","value":1}]',
+        ),
+        ("remove a missing key", "JSONPatch", '[{"op": "remove", "path": "/spec/paused"}]'),
+        ("add under a missing parent", "JSONPatch", '[{"op":"add","path":"/no/x","value":1}]'),
+        ("replace past a list's end", "JSONPatch", '[{"op":"replace","path":"/l/9","value":1}]'),
+    ],
+)
+def test_a_json_patch_on_a_missing_path_leaves_the_object_unchanged_and_is_reported(
+    case: str, type: str, operations: str
+) -> None:
+    template = {**DEPLOYMENT, "l": [1]}
+    first = {"type": "MergePatch", "value": '{"metadata": {"labels": {"a": "b"}}}'}
+    bad = {"name": "bad", "type": type, "value": operations}
+    skipped: list[str] = []
+    overrides = [Override("Globalization g", first), Override("Localization demo/x", bad)]
+    rendered = render(template, overrides, skipped=skipped)
+    assert rendered == render(template, overrides[:1]), case  # as if it were not there
+    (message,) = skipped
+    assert message.startswith("Localization demo/x override 'bad': operation 0 ("), case
+    assert message.endswith("path does not exist (skipped)"), case
+    with pytest.raises(MissingPathError):  # strict without a place to report it
+        render(template, overrides)
 
 
 def test_field_override_of_unparsable_content() -> None:

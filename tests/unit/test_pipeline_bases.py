@@ -14,10 +14,13 @@ from clusternet.controllermanager.bases import (
     base_update,
     bound_namespaces,
     desired_base,
+    divides_replicas,
     localization_update,
+    missing_replica_localizations,
     plan_bases,
     replica_localization_name,
     replica_localizations,
+    replica_localizations_annotation,
 )
 
 DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop", "name": "web"}
@@ -319,3 +322,60 @@ def test_a_replica_localization_is_updated_only_when_it_differs() -> None:
     assert updated is not None
     assert updated["spec"] == changed["spec"]
     assert updated["metadata"]["resourceVersion"] == "7"
+
+
+# -- a Dividing Base waits for its replica Localizations ---------------------------------
+
+
+def test_a_new_base_of_a_dividing_subscription_waits_for_its_replica_localizations() -> None:
+    dividing = subscription(spec__schedulingStrategy="Dividing")
+    annotations = desired_base(dividing, "clusternet-a", {})["metadata"]["annotations"]
+    assert annotations[known.REPLICA_LOCALIZATIONS_ANNOTATION] == "pending"
+    replicated = desired_base(subscription(), "clusternet-a", {})["metadata"]
+    assert known.REPLICA_LOCALIZATIONS_ANNOTATION not in (replicated.get("annotations") or {})
+
+
+@pytest.mark.parametrize(
+    ("value", "in_cache", "missing"),
+    [
+        (None, set(), None),  # not Dividing (or created before this annotation): render
+        ("pending", set(), ["pending"]),  # the Subscription controller has not written them
+        ("", set(), None),  # Dividing, but nothing to divide (no workload feeds)
+        ("web-a-1,web-a-2", {"clusternet-a/web-a-1"}, ["clusternet-a/web-a-2"]),
+        ("web-a-1,web-a-2", {"clusternet-a/web-a-1", "clusternet-a/web-a-2"}, None),
+    ],
+)
+def test_missing_replica_localizations(
+    value: str | None, in_cache: set[str], missing: list[str] | None
+) -> None:
+    base = existing_base("clusternet-a", "web-a", "2026-01-01T00:00:00Z")
+    base["metadata"]["annotations"] = (
+        {} if value is None else {known.REPLICA_LOCALIZATIONS_ANNOTATION: value}
+    )
+    assert missing_replica_localizations(base, in_cache.__contains__) == missing
+
+
+def test_the_annotation_lists_the_bases_own_localizations_sorted() -> None:
+    base = existing_base("clusternet-a", "web-a", "2026-01-01T00:00:00Z")
+    locs = [
+        {"metadata": {"namespace": "clusternet-a", "name": "web-a-2"}},
+        {"metadata": {"namespace": "clusternet-b", "name": "web-b-1"}},
+        {"metadata": {"namespace": "clusternet-a", "name": "web-a-1"}},
+    ]
+    assert replica_localizations_annotation(base, locs, dividing=True) == "web-a-1,web-a-2"
+    assert replica_localizations_annotation(base, locs, dividing=False) is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "replicas", "divides"),
+    [
+        ("Dividing", {"apps/v1/Deployment/shop/web": [2, 4], "v1/Namespace/shop": []}, True),
+        ("Dividing", {"v1/Namespace/shop": []}, False),
+        ("Dividing", {}, False),
+        ("Replication", {"apps/v1/Deployment/shop/web": [2, 4]}, False),
+    ],
+)
+def test_divides_replicas(strategy: str, replicas: dict[str, list[int]], divides: bool) -> None:
+    sub = subscription(spec__schedulingStrategy=strategy)
+    sub["status"]["replicas"] = replicas
+    assert divides_replicas(sub) is divides

@@ -15,6 +15,7 @@ from clusternet.controllermanager.descriptions import (
     override_sources,
     render_generic,
     render_helm_description,
+    rendered_objects,
     selector_matches,
 )
 from clusternet.controllermanager.overrides import OverrideSource
@@ -241,38 +242,95 @@ def test_feeds_keep_their_order_in_raw() -> None:
     assert kinds == ["Namespace", "Deployment"]
 
 
+SERVICE = {"apiVersion": "v1", "kind": "Service", "namespace": "shop", "name": "web"}
+SERVICE_TEMPLATE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "web", "namespace": "shop"},
+    "spec": {"ports": [{"port": 80}]},
+}
+# What the Deployment feed was rendered to before (the current Description's object).
+PREVIOUS_WEB = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "shop"},
+    "spec": {"replicas": 7},
+}
+
+
+def kinds_and_replicas(rendered: Any) -> list[tuple[str, Any]]:
+    assert rendered.description is not None
+    objects = [decode(r) for r in rendered.description["spec"]["raw"]]
+    return [(o["kind"], o.get("spec", {}).get("replicas")) for o in objects]
+
+
 @pytest.mark.parametrize(
     ("case", "patch", "type"),
     [
         ("not YAML", "{{{", "MergePatch"),
-        (
-            "JSON patch on a missing path",
-            '[{"op":"replace","path":"/spec/nope/x","value":1}]',
-            "JSONPatch",
-        ),
         ("not a list of operations", '{"op": "add"}', "JSONPatch"),
         ("field patch on a missing field", '{"a": 1}', "FieldMergePatch"),
     ],
 )
-def test_bad_overrides_are_errors_and_produce_no_description(
-    case: str, patch: str, type: str
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        ((), [("Service", None)]),  # never rendered: left out
+        ((PREVIOUS_WEB,), [("Deployment", 7), ("Service", None)]),  # last rendered: kept
+    ],
+)
+def test_a_bad_override_holds_only_its_own_feed(
+    case: str, patch: str, type: str, before: tuple[Any, ...], expected: list[Any]
 ) -> None:
     bad = override("Localization", "bad", 500, "t", patch, type=type)
     bad["spec"]["overrides"][0]["fieldPath"] = "/data/missing.conf"
-    rendered = render_generic(BASE, [FeedInput(DEPLOY, TEMPLATE, sources(bad))])
-    assert rendered.description is None, case
+    rendered = render_generic(
+        BASE,
+        [FeedInput(DEPLOY, TEMPLATE, sources(bad)), FeedInput(SERVICE, SERVICE_TEMPLATE)],
+        list(before),
+    )
     (error,) = rendered.errors
     assert "apps/v1/Deployment/shop/web" in error, case
     assert "bad" in error, case
+    assert rendered.problems == [error], case
+    assert sorted(kinds_and_replicas(rendered)) == expected, case
 
 
-def test_a_missing_template_holds_only_its_own_description() -> None:
-    inputs = [FeedInput(DEPLOY, None), FeedInput(CHART, HELM_CHART)]
+def test_a_json_patch_on_a_missing_path_is_skipped_and_reported() -> None:
+    patch = '[{"op":"replace","path":"/spec/replicas","value":1}]'
+    missing = '[{"op":"replace","path":"/spec/nope/x","value":1}]'
+    good = override("Localization", "good", 500, "t", patch, type="JSONPatch")
+    bad = override("Localization", "bad", 600, "t", missing, type="JSONPatch")
+    rendered = render_generic(BASE, [FeedInput(DEPLOY, TEMPLATE, sources(good, bad))])
+    assert kinds_and_replicas(rendered) == [("Deployment", 1)]  # the rest still applies
+    assert rendered.errors == []
+    (warning,) = rendered.warnings
+    assert "Localization clusternet-a/bad override" in warning
+    assert "replace /spec/nope/x" in warning
+    assert "skipped" in warning
+    assert rendered.problems == [warning]
+
+
+def test_a_missing_template_holds_only_its_own_feed() -> None:
+    inputs = [FeedInput(DEPLOY, None), FeedInput(SERVICE, SERVICE_TEMPLATE)]
     generic = render_generic(BASE, inputs)
-    assert generic.description is None
     assert generic.missing == [DEPLOY]
-    helm = render_helm_description(BASE, inputs)
+    assert generic.problems == ["template Deployment shop/web does not exist"]
+    assert kinds_and_replicas(generic) == [("Service", None)]
+    kept = render_generic(BASE, inputs, [PREVIOUS_WEB])
+    assert kinds_and_replicas(kept) == [("Deployment", 7), ("Service", None)]
+    alone = render_generic(BASE, [FeedInput(DEPLOY, None)])
+    assert alone.description is None  # nothing to write yet: no empty Description
+    helm = render_helm_description(BASE, [FeedInput(DEPLOY, None), FeedInput(CHART, HELM_CHART)])
     assert helm.description is not None  # the chart is not held up by the missing Manifest
+    assert helm.problems == []
+
+
+def test_rendered_objects_of_a_description() -> None:
+    good = render_generic(BASE, [FeedInput(DEPLOY, TEMPLATE)]).description
+    assert [o["kind"] for o in rendered_objects(good)] == ["Deployment"]
+    assert rendered_objects(None) == []
+    assert rendered_objects({"spec": {"raw": ["not base64!", "bnVsbA=="]}}) == []
 
 
 def test_a_not_found_chart_does_not_block_generic_feeds() -> None:

@@ -6,14 +6,16 @@ import asyncio
 import itertools
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
+from clusternet.kube import Conflict, NotFound
 from clusternet.runtime.clock import FakeClock
-from clusternet.runtime.reconcile import Reconcile, Result, run_workers
+from clusternet.runtime.reconcile import Reconcile, Result, StaleCache, run_workers
 from clusternet.runtime.workqueue import ItemExponentialFailureRateLimiter, WorkQueue
 
 
@@ -177,6 +179,58 @@ async def test_failure_is_logged_with_controller_and_key(queue: ObservedQueue) -
     assert entry["key"] == "ns/name"
     assert entry["log_level"] == "error"
     assert entry["exc_info"] is True
+
+
+def _conflict() -> Conflict:
+    return Conflict(409, {"reason": "Conflict", "message": "the object has been modified"})
+
+
+def _raising(err: Exception) -> Callable[[], None]:
+    def raise_it() -> None:
+        raise err
+
+    return raise_it
+
+
+def _raise_from_conflict() -> None:
+    try:
+        raise _conflict()
+    except Conflict as err:
+        raise StaleCache("ns/name: the cache is behind") from err
+
+
+def _raise_from_not_found() -> None:
+    try:
+        raise NotFound(404, {"reason": "NotFound", "message": "gone"})
+    except NotFound as err:
+        raise RuntimeError("writing ns/name failed") from err
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "level"),
+    [
+        ("a Conflict is optimistic concurrency at work", _raising(_conflict()), "info"),
+        ("so is StaleCache", _raising(StaleCache("behind")), "info"),
+        ("and an error caused by a Conflict", _raise_from_conflict, "info"),
+        ("anything else is an error", _raising(RuntimeError("boom")), "error"),
+        ("even when caused by another API error", _raise_from_not_found, "error"),
+    ],
+)
+async def test_an_expected_retry_is_logged_at_info_and_still_retried(
+    queue: ObservedQueue, case: str, error: Callable[[], None], level: str
+) -> None:
+    async def reconcile(key: str) -> None:
+        error()
+
+    queue.add("ns/name")
+    with structlog.testing.capture_logs() as logs:
+        workers = asyncio.create_task(run_workers(queue, reconcile, registry=None))
+        await queue.released["ns/name"].wait()
+    workers.cancel()
+    [entry] = logs
+    assert entry["log_level"] == level, case
+    assert ("exc_info" in entry) == (level == "error"), case
+    assert queue.num_requeues("ns/name") == 1, case  # retried with backoff either way
 
 
 async def test_reconcile_duration_is_measured_on_the_queue_clock(

@@ -48,6 +48,7 @@ from clusternet.runtime import (
     Result,
     SharedInformerFactory,
     WorkQueue,
+    last_state,
     object_key,
     run_workers,
 )
@@ -133,9 +134,7 @@ class Recovery:
             self.queue.add_after(("status", key), STATUS_COALESCE_SECONDS)
 
     def _on_delete(self, obj: Object | DeletedFinalStateUnknown) -> None:
-        if isinstance(obj, DeletedFinalStateUnknown):
-            obj = obj.object
-        key = self._description_key(obj)
+        key = self._description_key(last_state(obj))
         if key is not None:
             self.queue.add(("apply", key))
 

@@ -24,6 +24,12 @@ OWNED_BY_DESCRIPTION_ANNOTATION: Final = "apps.clusternet.io/owned-by-descriptio
 LAST_APPLIED_CONFIG_ANNOTATION: Final = "clusternet.io/last-applied-configuration"
 IS_DEFAULT_CLUSTER_INIT_ANNOTATION: Final = "apps.clusternet.io/is-default-cluster-init"
 CLUSTER_INIT_BASE_ANNOTATION: Final = "apps.clusternet.io/cluster-init-base"
+# Ours, on a Base: why its last render was incomplete (the Subscription's Deployed condition).
+RENDER_ERROR_ANNOTATION: Final = "apps.clusternet.io/render-error"
+# Ours, on a Base of a Dividing Subscription: the replica Localizations it must not be rendered
+# without ("pending" until the Subscription controller has written them).
+REPLICA_LOCALIZATIONS_ANNOTATION: Final = "apps.clusternet.io/replica-localizations"
+REPLICA_LOCALIZATIONS_PENDING: Final = "pending"
 SKIP_CLUSTER_INIT_ANNOTATION: Final = "clusters.clusternet.io/skip-cluster-init"
 LEGACY_CLUSTER_ID_ANNOTATION: Final = "legacy-cluster-id"
 

@@ -37,6 +37,7 @@ from clusternet.runtime import (
     Result,
     SharedInformerFactory,
     WorkQueue,
+    last_state,
     object_key,
     run_workers,
 )
@@ -49,6 +50,7 @@ APPS_API_VERSION: Final = f"{GROUP}/{VERSION}"
 _DESCRIPTIONS_BY_SUBSCRIPTION: Final = "aggregatestatus/subscription"
 _SUBSCRIPTIONS_BY_UID: Final = "aggregatestatus/uid"
 _SUBSCRIPTIONS_BY_CLUSTER: Final = "aggregatestatus/binding-cluster"
+_BASES_BY_SUBSCRIPTION: Final = "aggregatestatus/base-subscription"
 DEFAULT_COALESCE: Final = 0.5  # seconds a burst of Description events is gathered for
 
 
@@ -60,6 +62,10 @@ def description_subscription(description: Object) -> list[str]:
         return [f"uid/{uid}"]
     owner = aggregation.subscription_of(description)
     return [f"key/{owner[0]}/{owner[1]}"] if owner else []
+
+
+def _render_error(base: Object) -> Any:
+    return (base["metadata"].get("annotations") or {}).get(known.RENDER_ERROR_ANNOTATION)
 
 
 def _subscription_uid(sub: Object) -> list[str]:
@@ -116,7 +122,11 @@ class AggregateStatusController:
         self.subscriptions = informers.informer(APPS_API_VERSION, "Subscription")
         self.descriptions = informers.informer(APPS_API_VERSION, "Description")
         self.clusters = informers.informer(CLUSTERS_API_VERSION, "ManagedCluster")
+        # The Base controller's record of bad input (missing templates, bad overrides).
+        self.bases = informers.informer(APPS_API_VERSION, "Base")
         self.descriptions.add_indexer(_DESCRIPTIONS_BY_SUBSCRIPTION, description_subscription)
+        # Bases carry the same subs.* labels as their Descriptions.
+        self.bases.add_indexer(_BASES_BY_SUBSCRIPTION, description_subscription)
         self.subscriptions.add_indexer(_SUBSCRIPTIONS_BY_UID, _subscription_uid)
         self.subscriptions.add_indexer(_SUBSCRIPTIONS_BY_CLUSTER, _binding_clusters)
         self.subscriptions.add_event_handler(
@@ -128,6 +138,13 @@ class AggregateStatusController:
         self.descriptions.add_event_handler(
             on_add=self._enqueue_owner,
             on_update=self._description_updated,
+            on_delete=self._enqueue_owner,
+        )
+        self.bases.add_event_handler(
+            on_add=lambda base: self._enqueue_owner(base) if _render_error(base) else None,
+            on_update=lambda old, new: (
+                self._enqueue_owner(new) if _render_error(old) != _render_error(new) else None
+            ),
             on_delete=self._enqueue_owner,
         )
         self.clusters.add_event_handler(
@@ -158,10 +175,9 @@ class AggregateStatusController:
             if description_subscription(old) != description_subscription(new):
                 self._enqueue_owner(new)
 
-    def _enqueue_owner(self, description: Object | DeletedFinalStateUnknown) -> None:
-        if isinstance(description, DeletedFinalStateUnknown):
-            description = description.object
-        for value in description_subscription(description):
+    def _enqueue_owner(self, obj: Object | DeletedFinalStateUnknown) -> None:
+        """Queue the Subscription of a Description or Base (they carry the same labels)."""
+        for value in description_subscription(last_state(obj)):
             if value.startswith("key/"):
                 keys = [value.removeprefix("key/")]
             else:
@@ -201,8 +217,9 @@ class AggregateStatusController:
             return None
         binding = _binding_clusters(sub)
         clusters = aggregation.bound_clusters(binding, self._cluster_ids(binding))
+        bases = self.bases.by_index(_BASES_BY_SUBSCRIPTION, f"uid/{sub['metadata']['uid']}")
         status = aggregation.status_patch(
-            sub, clusters, self._descriptions_of(sub), datetime.now(UTC)
+            sub, clusters, self._descriptions_of(sub), datetime.now(UTC), bases
         )
         if status is None:
             return None
@@ -244,7 +261,7 @@ class AggregateStatusController:
             return
         self.recorder.event(
             sub,
-            "Warning" if written.get("reason") == "Failed" else "Normal",
+            "Warning" if written.get("reason") in ("Failed", "InvalidInput") else "Normal",
             str(written["reason"]),
             str(written["message"]),
         )

@@ -169,14 +169,36 @@ def failures(clusters: Sequence[BoundCluster], descriptions: Iterable[Object]) -
     return {name: "; ".join(sorted(texts)) for name, texts in found.items()}
 
 
+def render_errors(clusters: Sequence[BoundCluster], bases: Iterable[Object]) -> dict[str, str]:
+    """Cluster name → what is wrong with the input of its Base (the Base controller's
+    ``apps.clusternet.io/render-error`` annotation: missing templates, bad overrides)."""
+    names = {cluster.namespace: cluster.cluster_name for cluster in clusters}
+    found: dict[str, list[str]] = {}
+    for base in bases:
+        meta = base["metadata"]
+        text = (meta.get("annotations") or {}).get(known.RENDER_ERROR_ANNOTATION)
+        name = names.get(meta.get("namespace"))
+        if name is None or not text or meta.get("deletionTimestamp"):
+            continue
+        text = " ".join(str(text).split())
+        if len(text) > _REASON_LIMIT:
+            text = text[: _REASON_LIMIT - 3] + "..."
+        found.setdefault(name, []).append(text)
+    return {name: "; ".join(sorted(texts)) for name, texts in found.items()}
+
+
 def subscription_condition(
-    aggregated: Sequence[Mapping[str, Any]], failed: Mapping[str, str] | None = None
+    aggregated: Sequence[Mapping[str, Any]],
+    failed: Mapping[str, str] | None = None,
+    invalid: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """One line that says whether everything is deployed, and where not.
 
     ``failed`` (from :func:`failures`) names the clusters whose Descriptions report
     ``Failure``, with the deployer's reason: they make the condition False even where
-    every feed was reported once.
+    every feed was reported once.  ``invalid`` (from :func:`render_errors`) names the
+    clusters whose input could not be rendered as written (reason ``InvalidInput`` unless
+    something also failed to deploy): their objects may be deployed, but not as asked.
     """
     if not any(entry["feedStatusDetails"] for entry in aggregated):
         return {
@@ -186,6 +208,11 @@ def subscription_condition(
             "message": "no feeds are bound to any cluster",
         }
     problems: list[str] = []
+    if invalid:
+        problems.append(
+            "bad input for "
+            + "; ".join(f"{name} ({text})" for name, text in sorted(invalid.items()))
+        )
     if failed:
         problems.append(
             "failed on " + "; ".join(f"{name} ({text})" for name, text in sorted(failed.items()))
@@ -201,7 +228,7 @@ def subscription_condition(
         return {
             "type": CONDITION_DEPLOYED,
             "status": "False",
-            "reason": "Failed" if failed else "Pending",
+            "reason": "Failed" if failed else "InvalidInput" if invalid else "Pending",
             "message": "; ".join(problems)[:_MESSAGE_LIMIT],
         }
     bound = {d["clusterName"] for e in aggregated for d in e["feedStatusDetails"]}
@@ -246,13 +273,16 @@ def status_patch(
     clusters: Sequence[BoundCluster],
     descriptions: Sequence[Object],
     now: datetime,
+    bases: Sequence[Object] = (),
 ) -> dict[str, Any] | None:
     """The ``status`` fields to merge-patch (aggregatedStatuses, conditions), or None when
     the Subscription already says all of it."""
     feeds = (subscription.get("spec") or {}).get("feeds") or ()
     status = subscription.get("status") or {}
     aggregated = aggregate(feeds, clusters, descriptions)
-    condition = subscription_condition(aggregated, failures(clusters, descriptions))
+    condition = subscription_condition(
+        aggregated, failures(clusters, descriptions), render_errors(clusters, bases)
+    )
     conditions = with_condition(
         status.get("conditions"),
         condition,

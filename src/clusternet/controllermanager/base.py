@@ -20,10 +20,14 @@ Description's spec, labels or deletion.  Localizations and Globalizations get no
 here: their delete event is enough to re-render from the cache, and after a restart every
 Base is rendered again anyway.
 
-Errors: a missing template → event ``Nonexistent<Kind>`` on the Base, the Description is not
-touched, the template's add event retries; overrides that cannot be applied →
-``FailedApplyingOverrides``, the last good Description stays; neither affects other Bases or
-the Base's other Description.  Deletion: the Base's Descriptions are deleted and the Base's
+Bad input stays with its feed (:mod:`.descriptions`): a missing template → event
+``Nonexistent<Kind>`` on the Base, the template's add event retries; an override that cannot
+be applied → ``FailedApplyingOverrides``; in both cases that feed keeps what it was last
+rendered to while the other feeds are rendered.  A JSON patch on a missing path is skipped,
+as upstream, but reported: ``SkippedOverride``.  What is wrong is recorded on the Base in the
+annotation ``apps.clusternet.io/render-error`` (removed by the next clean render), which the
+``aggregatestatus`` controller puts into the Subscription's ``Deployed`` condition.  None of
+it affects other Bases.  Deletion: the Base's Descriptions are deleted and the Base's
 finalizer is dropped when the cache has seen the last one go (their deployer removes the
 Descriptions' own finalizer after cleaning the child; this controller never does).
 """
@@ -31,22 +35,27 @@ Descriptions' own finalizer after cleaning the child; this controller never does
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from clusternet.apis import known
+from clusternet.apis import known, naming
+from clusternet.controllermanager import bases as plan
 from clusternet.controllermanager import descriptions as render
+from clusternet.controllermanager import finalizers
 from clusternet.controllermanager.feedinventory import manifest_identity
-from clusternet.controllermanager.subscription import StaleCache
 from clusternet.kube import AlreadyExists, Conflict, KubeClient, NotFound, Object
 from clusternet.runtime import (
     DeletedFinalStateUnknown,
     EventRecorder,
+    Informer,
     Result,
     SharedInformerFactory,
+    StaleCache,
     WorkQueue,
+    last_state,
     object_key,
     run_workers,
 )
@@ -61,6 +70,7 @@ BY_FEED: Final = "feed-identity"
 BY_NAMESPACED_FEED: Final = "namespaced-feed-identity"
 BY_BASE_UID: Final = "pipeline-base-uid"
 BY_NAMESPACE: Final = "namespace"  # built into every Store
+RENDER_ERROR_LIMIT: Final = 4096  # characters of the render-error annotation
 
 
 def base_feed_identities(base: Object) -> list[str]:
@@ -89,10 +99,6 @@ def description_base_uid(obj: Object) -> list[str]:
 
 def _apply_now(obj: Object) -> bool:
     return (obj.get("spec") or {}).get("overridePolicy") == "ApplyNow"
-
-
-def _unwrap(obj: Object | DeletedFinalStateUnknown) -> Object:
-    return obj.object if isinstance(obj, DeletedFinalStateUnknown) else obj
 
 
 class BaseController:
@@ -145,16 +151,10 @@ class BaseController:
             ),
             on_delete=self._chart_changed,
         )
-        self.localizations.add_event_handler(
-            on_add=lambda obj: self._localization_changed(obj, None),
-            on_update=lambda old, new: self._localization_changed(new, old),
-            on_delete=lambda obj: self._localization_changed(_unwrap(obj), None),
+        self._watch_overrides(
+            self.localizations, BY_NAMESPACED_FEED, localization_namespaced_feed_identity
         )
-        self.globalizations.add_event_handler(
-            on_add=lambda obj: self._globalization_changed(obj, None),
-            on_update=lambda old, new: self._globalization_changed(new, old),
-            on_delete=lambda obj: self._globalization_changed(_unwrap(obj), None),
-        )
+        self._watch_overrides(self.globalizations, BY_FEED, override_feed_identity)
         self.clusters.add_event_handler(
             on_update=lambda old, new: (
                 self._enqueue_namespace(new["metadata"].get("namespace", ""))
@@ -185,11 +185,11 @@ class BaseController:
             self.queue.add(key)
 
     def _manifest_changed(self, manifest: Object | DeletedFinalStateUnknown) -> None:
-        for identity in manifest_identity(_unwrap(manifest)):
+        for identity in manifest_identity(last_state(manifest)):
             self._enqueue_feed(identity)
 
     def _chart_changed(self, chart: Object | DeletedFinalStateUnknown) -> None:
-        meta = _unwrap(chart)["metadata"]
+        meta = last_state(chart)["metadata"]
         feed = {
             "apiVersion": APPS_API_VERSION,
             "kind": "HelmChart",
@@ -198,35 +198,35 @@ class BaseController:
         }
         self._enqueue_feed(render.identity_of(feed))
 
-    def _localization_changed(self, loc: Object, old: Object | None) -> None:
-        if not _apply_now(loc) or (old is not None and _override_view(old) == _override_view(loc)):
-            return  # ApplyLater: takes effect at the next render
-        for value in localization_namespaced_feed_identity(loc):
-            for key in self.bases.store.index_keys(BY_NAMESPACED_FEED, value):
-                self.queue.add(key)
-        if old is not None and override_feed_identity(old) != override_feed_identity(loc):
-            # Moved to another feed: the Bases of the old one roll back.
-            for value in localization_namespaced_feed_identity(old):
-                for key in self.bases.store.index_keys(BY_NAMESPACED_FEED, value):
+    def _watch_overrides(
+        self, informer: Informer, index: str, feeds_of: Callable[[Object], list[str]]
+    ) -> None:
+        """Re-render the Bases (found by ``index`` over ``feeds_of``) of an ApplyNow override
+        created, changed or deleted (a delete rolls it back); an override moved to another
+        feed re-renders the Bases of both.  ApplyLater ones take effect at the next render."""
+
+        def changed(new: Object, old: Object | None) -> None:
+            if not _apply_now(new) or (
+                old is not None and _override_view(old) == _override_view(new)
+            ):
+                return
+            feeds = {*feeds_of(new), *(feeds_of(old) if old is not None else ())}
+            for value in feeds:
+                for key in self.bases.store.index_keys(index, value):
                     self.queue.add(key)
 
-    def _globalization_changed(self, glob: Object, old: Object | None) -> None:
-        if not _apply_now(glob) or (
-            old is not None and _override_view(old) == _override_view(glob)
-        ):
-            return
-        for identity in override_feed_identity(glob):
-            self._enqueue_feed(identity)
-        if old is not None and override_feed_identity(old) != override_feed_identity(glob):
-            for identity in override_feed_identity(old):
-                self._enqueue_feed(identity)
+        informer.add_event_handler(
+            on_add=lambda obj: changed(obj, None),
+            on_update=lambda old, new: changed(new, old),
+            on_delete=lambda obj: changed(last_state(obj), None),
+        )
 
     def _enqueue_namespace(self, namespace: str) -> None:
         for key in self.bases.store.index_keys(BY_NAMESPACE, namespace):
             self.queue.add(key)
 
     def _enqueue_described(self, desc: Object | DeletedFinalStateUnknown) -> None:
-        desc = _unwrap(desc)
+        desc = last_state(desc)
         uid = (desc["metadata"].get("labels") or {}).get(known.CONFIG_UID_LABEL)
         for owner in desc["metadata"].get("ownerReferences") or ():
             if owner.get("kind") == "Base" and (uid is None or owner.get("uid") == uid):
@@ -239,19 +239,31 @@ class BaseController:
         if base is None:
             return None
         if base["metadata"].get("deletionTimestamp"):
-            return await self._finalize(base)
+            await self._finalize(base)
+            return None
         if known.APP_FINALIZER not in (base["metadata"].get("finalizers") or []):
-            await self._add_finalizer(base)
+            await finalizers.ensure_finalizer(self.client, base)
             return None  # the update event brings it back
+        waiting = plan.missing_replica_localizations(
+            base, lambda key: self.localizations.store.get(key) is not None
+        )
+        if waiting is not None:
+            # Their add events (or the annotation's update) bring the Base back.
+            log.debug("waiting for replica Localizations", base=key, missing=waiting)
+            return None
         inputs = self._inputs(base)
+        generic = self._current(base, naming.description_name(base["metadata"]["name"], helm=False))
         failures: list[str] = []
+        problems: list[str] = []
         for rendered in (
-            render.render_generic(base, inputs),
+            render.render_generic(base, inputs, render.rendered_objects(generic)),
             render.render_helm_description(base, inputs),
         ):
+            problems += rendered.problems
             error = await self._sync(base, rendered)
             if error:
                 failures.append(error)
+        await self._record_problems(base, problems)
         if failures:
             raise RuntimeError("; ".join(failures))
         return None
@@ -297,31 +309,56 @@ class BaseController:
     def _current(self, base: Object, name: str) -> Object | None:
         return self.descriptions.store.get(f"{base['metadata']['namespace']}/{name}")
 
-    async def _sync(self, base: Object, rendered: render.Rendered) -> str | None:
-        """Write one rendered Description; returns an error to retry with, if any."""
+    async def _record_problems(self, base: Object, problems: list[str]) -> None:
+        """Keep the Base's render-error annotation saying what is wrong with its input (the
+        Subscription's Deployed condition reads it); removed once a render is clean."""
+        text = "; ".join(problems)
+        if len(text) > RENDER_ERROR_LIMIT:
+            text = text[: RENDER_ERROR_LIMIT - 3] + "..."
+        meta = base["metadata"]
+        if (meta.get("annotations") or {}).get(known.RENDER_ERROR_ANNOTATION) == (text or None):
+            return
+        patch = {"metadata": {"annotations": {known.RENDER_ERROR_ANNOTATION: text or None}}}
+        with contextlib.suppress(NotFound):
+            await self.client.patch(
+                APPS_API_VERSION, "Base", meta["name"], patch, namespace=meta["namespace"]
+            )
+
+    def _report(self, base: Object, rendered: render.Rendered) -> None:
+        """Events for bad input; the Description is still written from what can be rendered
+        (see :func:`.descriptions.render_generic`)."""
         for feed in rendered.missing:
             kind = feed.get("kind", "")
             self.recorder.event(
                 base, "Warning", f"Nonexistent{kind}",
                 f"{kind} {feed.get('namespace') or ''}/{feed.get('name')} does not exist "
-                f"(yet); {rendered.name} is not updated until it does",
+                f"(yet); {rendered.name} keeps what it last rendered of it until it does",
             )  # fmt: skip
         for reason in rendered.skipped:
             self.recorder.event(base, "Warning", "ChartNotFound", reason)
         if rendered.errors:
             self.recorder.event(
                 base, "Warning", "FailedApplyingOverrides",
-                f"{rendered.name} is not updated: {'; '.join(rendered.errors)}",
+                f"{rendered.name}: {'; '.join(rendered.errors)}; the feed keeps what it last "
+                "rendered to",
             )  # fmt: skip
-            return None  # a fixed override's event brings the Base back
+        if rendered.warnings:
+            self.recorder.event(
+                base, "Warning", "SkippedOverride",
+                f"{rendered.name}: {'; '.join(rendered.warnings)}",
+            )  # fmt: skip
+
+    async def _sync(self, base: Object, rendered: render.Rendered) -> str | None:
+        """Write one rendered Description; returns an error to retry with, if any."""
+        self._report(base, rendered)
         current = self._current(base, rendered.name)
         if rendered.unused:
             if current is not None and not current["metadata"].get("deletionTimestamp"):
-                return await self._delete(current)
+                return await finalizers.delete(self.client, current)
             return None
         desired = rendered.description
         if desired is None:
-            return None  # waiting for a template
+            return None  # waiting for a template or a fixed override (their events)
         try:
             if current is None:
                 await self.client.create(desired)
@@ -345,55 +382,11 @@ class BaseController:
             return f"writing {rendered.name}: {err}"
         return None
 
-    async def _delete(self, desc: Object) -> str | None:
-        meta = desc["metadata"]
-        try:
-            await self.client.delete(
-                APPS_API_VERSION, "Description", meta["name"], namespace=meta["namespace"]
-            )
-        except NotFound:
-            pass
-        except Exception as err:
-            return f"deleting Description {meta['name']}: {err}"
-        return None
-
-    async def _add_finalizer(self, base: Object) -> None:
-        meta = base["metadata"]
-        updated = {
-            **base,
-            "metadata": {
-                **meta,
-                "finalizers": [*(meta.get("finalizers") or []), known.APP_FINALIZER],
-            },
-        }
-        with contextlib.suppress(NotFound):  # a Conflict is retried with backoff
-            await self.client.update(updated)
-
-    async def _finalize(self, base: Object) -> Result | None:
-        meta = base["metadata"]
-        if known.APP_FINALIZER not in (meta.get("finalizers") or []):
-            return None
-        owned = self.descriptions.store.by_index(BY_BASE_UID, meta["uid"])
-        failures = [
-            error
-            for desc in owned
-            if not desc["metadata"].get("deletionTimestamp") and (error := await self._delete(desc))
-        ]
-        if failures:
-            raise RuntimeError("; ".join(failures))
-        if owned:
-            log.info("waiting for Descriptions to go", base=object_key(base), left=len(owned))
-            return None  # each Description's delete event brings the Base back
-        updated = {
-            **base,
-            "metadata": {
-                **meta,
-                "finalizers": [f for f in meta["finalizers"] if f != known.APP_FINALIZER],
-            },
-        }
-        with contextlib.suppress(NotFound):  # a Conflict is retried with backoff
-            await self.client.update(updated)
-        return None
+    async def _finalize(self, base: Object) -> None:
+        """Delete the Base's Descriptions; the finalizer goes once the cache has seen the
+        last one go (their delete events bring the Base back)."""
+        owned = self.descriptions.store.by_index(BY_BASE_UID, base["metadata"]["uid"])
+        await finalizers.release_after_dependents(self.client, base, owned)
 
 
 def _base_changed(old: Object, new: Object) -> bool:
@@ -403,6 +396,8 @@ def _base_changed(old: Object, new: Object) -> bool:
         or o.get("labels") != n.get("labels")
         or o.get("deletionTimestamp") != n.get("deletionTimestamp")
         or o.get("finalizers") != n.get("finalizers")
+        or (o.get("annotations") or {}).get(known.REPLICA_LOCALIZATIONS_ANNOTATION)
+        != (n.get("annotations") or {}).get(known.REPLICA_LOCALIZATIONS_ANNOTATION)
     )
 
 

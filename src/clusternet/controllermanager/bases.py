@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -54,9 +54,16 @@ def desired_base(
         "labels": naming.base_labels(sub, namespace_labels),
         "finalizers": [known.APP_FINALIZER],
     }
+    annotations: dict[str, str] = {}
     init = (meta.get("annotations") or {}).get(known.IS_DEFAULT_CLUSTER_INIT_ANNOTATION)
     if init is not None:
-        metadata["annotations"] = {known.IS_DEFAULT_CLUSTER_INIT_ANNOTATION: init}
+        annotations[known.IS_DEFAULT_CLUSTER_INIT_ANNOTATION] = init
+    if (sub.get("spec") or {}).get("schedulingStrategy") == "Dividing":
+        # Not rendered until its replica Localizations exist: rendered before them, a new
+        # cluster would first run the template's full replica count, then scale down.
+        annotations[known.REPLICA_LOCALIZATIONS_ANNOTATION] = known.REPLICA_LOCALIZATIONS_PENDING
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": APPS_API_VERSION,
         "kind": "Base",
@@ -191,6 +198,13 @@ def _replica_json_path(inventory: Mapping[str, Any] | None, feed: Mapping[str, A
     return ""
 
 
+def divides_replicas(sub: Mapping[str, Any]) -> bool:
+    """A Dividing Subscription the scheduler gave replica counts to (needs Localizations)."""
+    if (sub.get("spec") or {}).get("schedulingStrategy") != "Dividing":
+        return False
+    return any((sub.get("status") or {}).get("replicas", {}).values())
+
+
 def replica_localizations(
     sub: Mapping[str, Any],
     bases: Mapping[str, Mapping[str, Any]],
@@ -280,6 +294,41 @@ def replica_localizations(
                 }
             )
     return result, errors
+
+
+def replica_localizations_annotation(
+    base: Mapping[str, Any], localizations: Sequence[Mapping[str, Any]], dividing: bool
+) -> str | None:
+    """The value the Base's replica-localizations annotation must have (None: absent):
+    the names of its replica Localizations, comma-separated, for a Dividing Subscription."""
+    if not dividing:
+        return None
+    namespace = base["metadata"]["namespace"]
+    return ",".join(
+        sorted(
+            loc["metadata"]["name"]
+            for loc in localizations
+            if loc["metadata"]["namespace"] == namespace
+        )
+    )
+
+
+def missing_replica_localizations(
+    base: Mapping[str, Any], present: Callable[[str], bool]
+) -> list[str] | None:
+    """Why ``base`` cannot be rendered yet: None when it can; otherwise the replica
+    Localizations (``namespace/name``) not in the cache yet, or ``["pending"]`` while the
+    Subscription controller has not written them.  ``present`` answers for a cache key."""
+    value = (base["metadata"].get("annotations") or {}).get(known.REPLICA_LOCALIZATIONS_ANNOTATION)
+    if value is None:
+        return None
+    if value == known.REPLICA_LOCALIZATIONS_PENDING:
+        return [value]
+    namespace = base["metadata"]["namespace"]
+    missing = [
+        f"{namespace}/{n}" for n in value.split(",") if n and not present(f"{namespace}/{n}")
+    ]
+    return missing or None
 
 
 def localization_update(current: Mapping[str, Any], desired: Mapping[str, Any]) -> Object | None:

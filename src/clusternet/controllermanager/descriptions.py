@@ -11,10 +11,17 @@ full creation timestamp (:func:`.overrides.ordered_overrides`; ones being delete
 * ``<base>-helm`` (deployer Helm): ``spec.charts`` the chart references, ``spec.chartRaw`` the
   HelmChart objects after chart overrides, ``spec.raw`` one values document per chart.
 
-A feed whose template is missing, or whose overrides fail, stops its Description from being
-written (the last good one stays deployed); the other Description of the Base is unaffected,
-so a HelmChart that is missing or ``NotFound`` no longer holds up generic feeds (spec §12
-item 8).  Labels are those of :func:`clusternet.apis.naming.description_labels`, which keep
+Bad input stays local to its feed.  In ``<base>-generic``, a feed whose template is missing or
+whose overrides fail keeps the objects it was last rendered to (from the current Description,
+matched by apiVersion, kind, namespace and name; none if it never rendered) while the other
+feeds are rendered as usual; a JSON patch on a missing path is skipped and reported
+(:func:`.overrides.render`).  In ``<base>-helm`` a missing chart or failed override stops the
+Description from being written (the last good one stays).  Either way the other Description of
+the Base is unaffected, so a HelmChart that is missing or ``NotFound`` no longer holds up
+generic feeds (spec §12 item 8).  :attr:`Rendered.problems` says all of it in one line per
+problem, for the Base's ``apps.clusternet.io/render-error`` annotation.
+
+Labels are those of :func:`clusternet.apis.naming.description_labels`, which keep
 ``config.name`` and ``subs.name`` (spec §12 item 1).
 """
 
@@ -126,15 +133,27 @@ class FeedInput:
 
 @dataclass
 class Rendered:
-    """One Description to write (``description``), or why it cannot be (``missing``,
-    ``errors``), or ``unused`` when the Base has no feed of its deployer."""
+    """One Description to write (``description``; None: leave the current one alone), what
+    was wrong with the input (``missing`` templates, override ``errors``, JSON patches on
+    missing paths in ``warnings``, charts ``skipped``), or ``unused`` when the Base has no feed
+    of its deployer."""
 
     name: str
     description: Object | None = None
     missing: list[Mapping[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # overrides skipped, with the reason
     skipped: list[str] = field(default_factory=list)  # feeds left out, with the reason
     unused: bool = False
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem of the input, one line each (empty when the render was clean)."""
+        missing = [
+            f"template {f.get('kind')} {f.get('namespace') or ''}/{f.get('name')} does not exist"
+            for f in self.missing
+        ]
+        return [*missing, *self.errors, *self.warnings, *self.skipped]
 
 
 def encode(obj: Any) -> str:
@@ -173,7 +192,35 @@ def description_object(base: Mapping[str, Any], deployer: str, spec: Object) -> 
     }
 
 
-def render_generic(base: Mapping[str, Any], inputs: Sequence[FeedInput]) -> Rendered:
+def rendered_objects(description: Mapping[str, Any] | None) -> list[Object]:
+    """The objects of a Generic Description's ``spec.raw`` (entries that do not decode to an
+    object are left out)."""
+    objects = []
+    for raw in ((description or {}).get("spec") or {}).get("raw") or ():
+        try:
+            obj = decode(raw)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(obj, dict):
+            objects.append(obj)
+    return objects
+
+
+def _of_feed(obj: Mapping[str, Any], feed: Mapping[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    return (
+        obj.get("apiVersion") == feed.get("apiVersion")
+        and obj.get("kind") == feed.get("kind")
+        and (meta.get("namespace") or "") == (feed.get("namespace") or "")
+        and meta.get("name") == feed.get("name")
+    )
+
+
+def render_generic(
+    base: Mapping[str, Any], inputs: Sequence[FeedInput], previous: Sequence[Object] = ()
+) -> Rendered:
+    """``<base>-generic``; ``previous``: the objects the current Description carries
+    (:func:`rendered_objects`), kept for feeds that cannot be rendered now."""
     result = Rendered(naming.description_name(base["metadata"]["name"], helm=False))
     generic = [i for i in inputs if not is_helm_feed(i.feed)]
     if not generic:
@@ -183,12 +230,18 @@ def render_generic(base: Mapping[str, Any], inputs: Sequence[FeedInput]) -> Rend
     for item in generic:
         if item.template is None:
             result.missing.append(item.feed)
-            continue
-        try:
-            raw.append(encode(render(dict(item.template), ordered_overrides(item.sources))))
-        except OverrideError as err:
-            result.errors.append(f"feed {naming.feed_key(item.feed)}: {err}")
-    if not result.missing and not result.errors:
+        else:
+            try:
+                obj = render(
+                    dict(item.template), ordered_overrides(item.sources), skipped=result.warnings
+                )
+            except OverrideError as err:
+                result.errors.append(f"feed {naming.feed_key(item.feed)}: {err}")
+            else:
+                raw.append(encode(obj))
+                continue
+        raw += [encode(obj) for obj in previous if _of_feed(obj, item.feed)]
+    if raw or not (result.missing or result.errors):
         result.description = description_object(base, GENERIC, {"raw": raw})
     return result
 
@@ -231,10 +284,16 @@ def render_helm_description(base: Mapping[str, Any], inputs: Sequence[FeedInput]
         result.unused = True
         return result
     refs, chart_raw, raw = [], [], []
+    verifying = False
     for item in charts:
         key = naming.feed_key(item.feed)
         if item.template is None:
             result.missing.append(item.feed)
+            continue
+        if not (item.template.get("status") or {}).get("phase"):
+            # Not verified yet (spec §4.5): wait for the HelmChart controller's verdict (its
+            # status update re-renders), rather than installing a chart that may not exist.
+            verifying = True
             continue
         if ((item.template.get("status") or {}).get("phase")) == "NotFound":
             reason = (item.template.get("status") or {}).get("reason") or "chart not found"
@@ -248,7 +307,7 @@ def render_helm_description(base: Mapping[str, Any], inputs: Sequence[FeedInput]
         refs.append({"namespace": item.feed.get("namespace") or "", "name": item.feed["name"]})
         chart_raw.append(encode(rendered.chart))
         raw.append(encode(rendered.values))
-    if not result.missing and not result.errors:
+    if not result.missing and not result.errors and not verifying:
         if refs:
             spec = {"charts": refs, "chartRaw": chart_raw, "raw": raw}
             result.description = description_object(base, HELM, spec)

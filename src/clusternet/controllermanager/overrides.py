@@ -5,9 +5,12 @@ Globalization's overrides (ascending priority) and then every Localization's (as
 priority): later ones win.  Ties are broken by the full creation timestamp, then the name
 (upstream compares only the seconds-of-minute field, §12.7).
 
-Unlike upstream, a JSON patch whose path does not exist is an error that names the override,
-not a silent no-op: a user who wrote a Localization wants to know it did nothing.  The three
-clean-ups always appended (removing managedFields, uid and status) stay tolerant.
+A JSON patch (``JSONPatch``, or ``FieldJSONPatch`` inside its field) whose path does not exist
+leaves the object unchanged, as upstream, but not silently: :func:`render` records it in
+``skipped`` (the Base controller turns that into an event and the Subscription's ``Deployed``
+condition), because a user who wrote a Localization wants to know it did nothing.  Every other
+bad override is an :class:`OverrideError`.  The three clean-ups always appended (removing
+managedFields, uid and status) stay tolerant.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ Object = dict[str, Any]
 
 class OverrideError(ValueError):
     """An override that cannot be applied; the message names it and says why."""
+
+
+class MissingPathError(OverrideError):
+    """A JSON patch on a path that does not exist (upstream skips such a patch silently)."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,26 @@ def _json_patch(document: Any, operations: Any, what: str) -> Any:
         )
     try:
         return jsonpatch.apply_patch(document, operations)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+    except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException):
+        raise MissingPathError(f"{what}: {_missing_path(document, operations)}") from None
+    except jsonpatch.JsonPatchException as err:
         raise OverrideError(f"{what}: {err}") from None
     except (TypeError, KeyError, ValueError) as err:  # malformed operations
         raise OverrideError(f"{what}: malformed JSON patch: {err}") from None
+
+
+def _missing_path(document: Any, operations: list[Any]) -> str:
+    """Which operation hit a missing path (the library's own message quotes the whole
+    document): replayed one by one, on the error path only."""
+    for index, operation in enumerate(operations):
+        try:
+            document = jsonpatch.apply_patch(document, [operation])
+        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException):
+            op, path = operation.get("op"), operation.get("path")
+            return f"operation {index} ({op} {path}): path does not exist"
+        except Exception:
+            break
+    return "a path does not exist"
 
 
 def _field_override(obj: Object, override: Override) -> Object:
@@ -159,11 +182,22 @@ def apply_override(obj: Object, override: Override) -> Object:
     return result
 
 
-def render(template: Object, overrides: Sequence[Override]) -> Object:
-    """A feed's template with every override applied in order, then system fields removed."""
+def render(
+    template: Object, overrides: Sequence[Override], *, skipped: list[str] | None = None
+) -> Object:
+    """A feed's template with every override applied in order, then system fields removed.
+
+    With ``skipped``, a JSON patch on a missing path leaves the object unchanged and its
+    message is appended there (upstream's semantics, reported); without, it raises.
+    """
     obj = copy.deepcopy(template)
     for override in overrides:
-        obj = apply_override(obj, override)
+        try:
+            obj = apply_override(obj, override)
+        except MissingPathError as err:
+            if skipped is None:
+                raise
+            skipped.append(f"{err} (skipped)")
     return strip_system_fields(obj)
 
 

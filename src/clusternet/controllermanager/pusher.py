@@ -41,6 +41,7 @@ from clusternet.runtime import (
     Result,
     SharedInformerFactory,
     WorkQueue,
+    last_state,
     object_key,
     run_workers,
 )
@@ -149,17 +150,14 @@ class Pusher:
         self.queue.add(object_key(obj))
 
     def _enqueue_namespace(self, obj: Object | DeletedFinalStateUnknown) -> None:
-        if isinstance(obj, DeletedFinalStateUnknown):
-            obj = obj.object
-        namespace = obj["metadata"].get("namespace", "")
+        namespace = last_state(obj)["metadata"].get("namespace", "")
         for key in self.descriptions.store.index_keys(_BY_NAMESPACE, namespace):
             self.queue.add(key)
 
     def _cluster_deleted(self, obj: Object | DeletedFinalStateUnknown) -> None:
         self._enqueue_namespace(obj)
-        if isinstance(obj, DeletedFinalStateUnknown):
-            obj = obj.object
-        cached = self._children.pop((obj.get("spec") or {}).get("clusterId", ""), None)
+        cluster_id = (last_state(obj).get("spec") or {}).get("clusterId", "")
+        cached = self._children.pop(cluster_id, None)
         if cached is not None:
             task = asyncio.get_running_loop().create_task(cached[1].aclose())
             self._closing.add(task)

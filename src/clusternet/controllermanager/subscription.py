@@ -16,7 +16,6 @@ Base before the first is seen.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, Final
 
@@ -25,13 +24,16 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from clusternet.apis import known, naming
 from clusternet.controllermanager import bases as plan
+from clusternet.controllermanager import finalizers
 from clusternet.kube import AlreadyExists, Conflict, KubeClient, NotFound, Object
 from clusternet.runtime import (
     DeletedFinalStateUnknown,
     EventRecorder,
     Result,
     SharedInformerFactory,
+    StaleCache,
     WorkQueue,
+    last_state,
     object_key,
     run_workers,
 )
@@ -45,11 +47,6 @@ BY_BOUND_NAMESPACE: Final = "bound-namespace"
 BY_UID: Final = "uid"
 # How long a created Base may take to show up in the cache before it is created again.
 EXPECTATION_SECONDS: Final = 60.0
-
-
-class StaleCache(Exception):
-    """The cache was behind a write (Conflict, AlreadyExists): the key is retried with
-    backoff instead of waiting for an event the filters may ignore."""
 
 
 def base_subscription_uid(base: Object) -> list[str]:
@@ -175,15 +172,11 @@ class SubscriptionController:
         self._enqueue_owner(base)
 
     def _enqueue_owner(self, base: Object | DeletedFinalStateUnknown) -> None:
-        if isinstance(base, DeletedFinalStateUnknown):
-            base = base.object
-        for uid in base_subscription_uid(base):
+        for uid in base_subscription_uid(last_state(base)):
             self._enqueue_uid(uid)
 
     def _enqueue_replica_owner(self, loc: Object | DeletedFinalStateUnknown) -> None:
-        if isinstance(loc, DeletedFinalStateUnknown):
-            loc = loc.object
-        for uid in localization_subscription_uid(loc):
+        for uid in localization_subscription_uid(last_state(loc)):
             self._enqueue_uid(uid)
 
     def _enqueue_bound(self, namespace: Object) -> None:
@@ -201,10 +194,12 @@ class SubscriptionController:
         uid = sub["metadata"]["uid"]
         existing = self.bases.store.by_index(BY_SUBSCRIPTION_UID, uid)
         if sub["metadata"].get("deletionTimestamp"):
-            return await self._finalize(sub, existing)
-        sub = await self._ensure_finalizer_and_label(sub)
-        if sub is None:
+            await self._finalize(sub, existing)
             return None
+        ref_key, ref_value = plan.subscription_back_reference(sub)
+        sub = await finalizers.ensure_finalizer(self.client, sub, labels={ref_key: ref_value})
+        if sub is None:
+            return None  # deleted meanwhile
         now = time.monotonic()
         expected = self._expected.get(uid, {})
         for ns in [ns for ns, at in expected.items() if now - at >= EXPECTATION_SECONDS]:
@@ -255,11 +250,15 @@ class SubscriptionController:
                 f"more than one Base in {base['metadata']['namespace']}: deleting {where}",
             )  # fmt: skip
         for base in [*todo.duplicates, *todo.unbound]:
-            error = await self._delete(base)
+            error = await finalizers.delete(self.client, base)
             if error:
                 failures.append(error)
-        loc_failures, loc_stale = await self._sync_replica_localizations(sub, todo.kept)
+        loc_failures, loc_stale, localizations = await self._sync_replica_localizations(
+            sub, todo.kept
+        )
         failures.extend(loc_failures)
+        if localizations is not None and not loc_failures and not loc_stale:
+            failures.extend(await self._release_bases(sub, todo.kept, localizations))
         if failures:
             message = "; ".join(failures)
             self.recorder.event(sub, "Warning", "FailedSyncingBase", message)
@@ -268,72 +267,23 @@ class SubscriptionController:
             raise StaleCache(f"objects of Subscription {key} changed while syncing")
         return None
 
-    async def _ensure_finalizer_and_label(self, sub: Object) -> Object | None:
-        meta = sub["metadata"]
-        ref_key, ref_value = plan.subscription_back_reference(sub)
-        labels = dict(meta.get("labels") or {})
-        finalizers = list(meta.get("finalizers") or [])
-        if labels.get(ref_key) == ref_value and known.APP_FINALIZER in finalizers:
-            return sub
-        labels[ref_key] = ref_value
-        if known.APP_FINALIZER not in finalizers:
-            finalizers.append(known.APP_FINALIZER)
-        updated = {**sub, "metadata": {**meta, "labels": labels, "finalizers": finalizers}}
-        try:
-            result: Object = await self.client.update(updated)
-        except NotFound:
-            return None  # deleted meanwhile
-        # A Conflict propagates: retried with backoff (the change that caused it may be one
-        # this controller's event filter ignores, such as a status update).
-        return result
-
-    async def _delete(self, base: Object) -> str | None:
-        meta = base["metadata"]
-        try:
-            await self.client.delete(
-                APPS_API_VERSION, "Base", meta["name"], namespace=meta["namespace"]
-            )
-        except NotFound:
-            pass
-        except Exception as err:
-            return f"deleting Base {meta['namespace']}/{meta['name']}: {err}"
-        return None
-
-    async def _finalize(self, sub: Object, existing: list[Object]) -> Result | None:
+    async def _finalize(self, sub: Object, existing: list[Object]) -> None:
         """Delete the Bases; the finalizer goes once the cache has seen the last one go (each
         Base's delete event brings the Subscription back here)."""
-        meta = sub["metadata"]
-        if known.APP_FINALIZER not in (meta.get("finalizers") or []):
-            return None
-        failures = [
-            error
-            for base in existing
-            if not base["metadata"].get("deletionTimestamp") and (error := await self._delete(base))
-        ]
-        if failures:
-            raise RuntimeError("; ".join(failures))
-        if existing:
-            log.info("waiting for Bases to go", subscription=object_key(sub), left=len(existing))
-            return None
-        self._expected.pop(meta["uid"], None)
-        updated = {
-            **sub,
-            "metadata": {
-                **meta,
-                "finalizers": [f for f in meta["finalizers"] if f != known.APP_FINALIZER],
-            },
-        }
-        with contextlib.suppress(NotFound):  # gone already; a Conflict is retried
-            await self.client.update(updated)
-        return None
+        if await finalizers.release_after_dependents(self.client, sub, existing):
+            self._expected.pop(sub["metadata"]["uid"], None)
 
     async def _sync_replica_localizations(
         self, sub: Object, bases: dict[str, Object]
-    ) -> tuple[list[str], bool]:
+    ) -> tuple[list[str], bool, list[Object] | None]:
         """Create, update and delete the replica Localizations of a Dividing Subscription;
-        returns the failures and whether the cache was found behind (retry)."""
+        returns the failures, whether the cache was found behind (retry), and the
+        Localizations wanted (None: cannot tell yet, the FeedInventory is not in the cache;
+        its add event brings the Subscription back)."""
         uid = sub["metadata"]["uid"]
         inventory = self.inventories.store.get(object_key(sub))
+        if inventory is None and plan.divides_replicas(sub):
+            return [], False, None
         desired, errors = plan.replica_localizations(sub, bases, inventory)
         for error in errors:
             self.recorder.event(sub, "Warning", error.reason, str(error))
@@ -365,14 +315,30 @@ class SubscriptionController:
                 for k, v in current.items()
                 if naming.feed_key((v.get("spec") or {}).get("feed") or {}) not in failed
             }
-        for key, loc in current.items():
-            meta = loc["metadata"]
+        for loc in current.values():
+            if failure := await finalizers.delete(self.client, loc):
+                failures.append(failure)
+        return failures, stale, desired
+
+    async def _release_bases(
+        self, sub: Object, bases: dict[str, Object], localizations: list[Object]
+    ) -> list[str]:
+        """Tell each Base which replica Localizations it must be rendered with (the Base
+        controller waits for them in its cache), which also releases a new Base."""
+        dividing = (sub.get("spec") or {}).get("schedulingStrategy") == "Dividing"
+        failures: list[str] = []
+        for base in bases.values():
+            meta = base["metadata"]
+            want = plan.replica_localizations_annotation(base, localizations, dividing)
+            if (meta.get("annotations") or {}).get(known.REPLICA_LOCALIZATIONS_ANNOTATION) == want:
+                continue
+            patch = {"metadata": {"annotations": {known.REPLICA_LOCALIZATIONS_ANNOTATION: want}}}
             try:
-                await self.client.delete(
-                    APPS_API_VERSION, "Localization", meta["name"], namespace=meta["namespace"]
+                await self.client.patch(
+                    APPS_API_VERSION, "Base", meta["name"], patch, namespace=meta["namespace"]
                 )
             except NotFound:
-                pass
+                continue
             except Exception as err:
-                failures.append(f"deleting Localization {key}: {err}")
-        return failures, stale
+                failures.append(f"annotating Base {meta['namespace']}/{meta['name']}: {err}")
+        return failures

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from clusternet.apis import known
 from clusternet.local.binaries import Toolbox
 from clusternet.local.environment import LocalEnvironment, Options, State
 
@@ -78,6 +79,20 @@ class Clusters:
 
     def kubectl(self, context: str = "parent") -> Kubectl:
         return Kubectl(self.kubeconfig, context, kubectl_binary())
+
+    def managed_clusters(self) -> dict[str, dict[str, Any]]:
+        """This environment's children → their ManagedCluster in the parent (tests may
+        register clusters of their own, e.g. without an agent: those are left out)."""
+        listed = self.kubectl("parent").json("get", "managedclusters.clusters.clusternet.io", "-A")
+        found = {
+            item["metadata"].get("labels", {}).get(known.CLUSTER_NAME_LABEL): item
+            for item in listed["items"]
+        }
+        return {name: found[name] for name in self.children if name in found}
+
+    def dedicated_namespaces(self) -> dict[str, str]:
+        """This environment's children → their dedicated namespace in the parent."""
+        return {name: mc["metadata"]["namespace"] for name, mc in self.managed_clusters().items()}
 
     def plugin(
         self, *args: str, check: bool = True, input: str | None = None

@@ -14,10 +14,11 @@ from clusternet.runtime.informer import (
     MultiClusterInformers,
     SharedInformerFactory,
     Store,
+    last_state,
     object_key,
 )
 from clusternet.runtime.leaderelection import LeaderElector
-from clusternet.runtime.reconcile import Result, run_workers
+from clusternet.runtime.reconcile import Result, StaleCache, run_workers
 from clusternet.runtime.server import Component, HealthChecks, run_component, serve_component
 from clusternet.runtime.workqueue import (
     BucketRateLimiter,
@@ -50,9 +51,11 @@ __all__ = [
     "RateLimiter",
     "Result",
     "SharedInformerFactory",
+    "StaleCache",
     "Store",
     "WorkQueue",
     "default_controller_rate_limiter",
+    "last_state",
     "object_key",
     "object_reference",
     "run_component",

@@ -65,6 +65,11 @@ class DeletedFinalStateUnknown:
     object: Object
 
 
+def last_state(obj: Object | DeletedFinalStateUnknown) -> Object:
+    """The object a delete handler got: itself, or the last state the cache had of it."""
+    return obj.object if isinstance(obj, DeletedFinalStateUnknown) else obj
+
+
 def object_key(obj: Object | DeletedFinalStateUnknown) -> str:
     """``namespace/name``, or ``name`` for cluster-scoped objects (client-go's key format)."""
     if isinstance(obj, DeletedFinalStateUnknown):

@@ -3,7 +3,9 @@
 The contract is client-go's controller loop (and controller-runtime's ``Result``):
 
 * the reconcile function raises -> the error is logged and the key is retried with backoff
-  (``add_rate_limited``);
+  (``add_rate_limited``); a :class:`StaleCache` or a 409 ``Conflict`` (optimistic
+  concurrency: the cache was behind a write, the retry reads the newer object) is expected
+  and logged at info, every other error at error level with its traceback;
 * it returns ``None`` or ``Result()`` -> the key's backoff is reset (``forget``);
 * it returns ``Result(requeue_after=s)`` -> backoff reset, and the key comes back in ``s``
   seconds (periodic resync of one object).
@@ -22,6 +24,7 @@ from typing import TypeVar
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from clusternet.kube import Conflict
 from clusternet.runtime.metrics import PerRegistry
 from clusternet.runtime.workqueue import QueueShutDown, WorkQueue
 
@@ -38,6 +41,18 @@ class Result:
 
 
 Reconcile = Callable[[K], Awaitable[Result | None]]
+
+
+class StaleCache(Exception):
+    """A write found the informer cache behind (Conflict, AlreadyExists): the key is retried
+    with backoff, without waiting for an event the controller's filters may ignore, and
+    logged at info (it is expected with optimistic concurrency, not an error)."""
+
+
+def expected_retry(err: BaseException) -> bool:
+    """Whether a reconcile error is optimistic concurrency at work rather than a failure: a
+    :class:`StaleCache`, or a ``Conflict`` (raised, or the cause of what was raised)."""
+    return isinstance(err, StaleCache | Conflict) or isinstance(err.__cause__, Conflict)
 
 
 class _ReconcileFamilies:
@@ -139,9 +154,16 @@ async def _reconcile_one(
         with structlog.contextvars.bound_contextvars(controller=queue.name, key=key):
             try:
                 result = await reconcile(key)
-            except Exception:
+            except Exception as err:
                 queue.add_rate_limited(key)
-                log.exception("reconcile failed", requeues=queue.num_requeues(key))
+                if expected_retry(err):
+                    log.info(
+                        "reconcile retried: the cache was behind a write",
+                        reason=str(err),
+                        requeues=queue.num_requeues(key),
+                    )
+                else:
+                    log.exception("reconcile failed", requeues=queue.num_requeues(key))
                 outcome = "error"
             else:
                 queue.forget(key)
