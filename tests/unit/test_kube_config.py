@@ -338,3 +338,17 @@ def test_not_in_a_cluster(tmp_path: Path) -> None:
         in_cluster_config(
             tmp_path, {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
         )
+
+
+def test_in_cluster_config_folder_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    env = {
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "CLUSTERNET_SERVICEACCOUNT_DIR": str(tmp_path),
+    }
+    with pytest.raises(ConfigError, match=r"ca\.crt"):  # read from the overridden folder
+        in_cluster_config(environ=env)
+    (tmp_path / "ca.crt").write_bytes(key_pair()[0])
+    config = in_cluster_config(environ=env)
+    assert (config.token_file, config.namespace) == (tmp_path / "token", "default")

@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Where to find the mounted ServiceAccount instead (tests simulate a Pod's filesystem).
+SERVICE_ACCOUNT_DIR_ENV = "CLUSTERNET_SERVICEACCOUNT_DIR"
 
 
 class ConfigError(ValueError):
@@ -135,9 +137,17 @@ def load_kubeconfig(
 
 
 def in_cluster_config(
-    service_account_dir: Path = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] = os.environ
+    service_account_dir: Path | None = None, environ: Mapping[str, str] = os.environ
 ) -> ClusterConfig:
-    """The config of a Pod: the kubernetes Service from env, the mounted ServiceAccount."""
+    """The config of a Pod: the kubernetes Service from env, the mounted ServiceAccount.
+
+    The token is not read here but by the client, again while running: bound ServiceAccount
+    tokens expire (hourly) and the kubelet rotates the file.  The folder is
+    ``$CLUSTERNET_SERVICEACCOUNT_DIR`` when set, else the kubelet's mount point.
+    """
+    if service_account_dir is None:
+        override = environ.get(SERVICE_ACCOUNT_DIR_ENV)
+        service_account_dir = Path(override) if override else SERVICE_ACCOUNT_DIR
     host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
         raise ConfigError("not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set")
