@@ -670,3 +670,73 @@ async def test_legacy_dash_manifests_are_honoured(
     assert (await client.get(f"{PREFIX}/namespaces/shop-old/deployments/x")).status == 404
     assert (await client.delete(f"{DEPLOYMENTS}/old")).status == 200
     assert "deployments-shop-old" not in parent.manifests
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "message"),
+    [
+        # Found by tests/e2e/test_bad_input_properties.py: these ended in a bare 500.
+        (
+            "POST",
+            "",
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": None},
+            "application/json",
+            "name or generateName is required",
+        ),
+        (
+            "POST",
+            "",
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": [1]},
+            "application/json",
+            "metadata must be an object",
+        ),
+        (
+            "POST",
+            "",
+            {"apiVersion": 7, "kind": "Deployment"},
+            "application/json",
+            "store Deployment objects",
+        ),
+        (
+            "POST",
+            "",
+            {**deployment(), "metadata": {"name": 5}},
+            "application/json",
+            "metadata.name must be a string",
+        ),
+        (
+            "POST",
+            "",
+            {**deployment(), "metadata": {"name": "w", "annotations": ["x"]}},
+            "application/json",
+            "metadata.annotations must be a map of strings",
+        ),
+        (
+            "PATCH",
+            "/web",
+            {"metadata": "x"},
+            "application/merge-patch+json",
+            "metadata must be an object",
+        ),
+        ("PATCH", "/web", [1, "op"], "application/json-patch+json", "cannot be applied"),
+    ],
+)
+async def test_malformed_bodies_get_a_400_status_with_a_message(
+    client: TestClient[Any, Any],
+    method: str,
+    path: str,
+    body: Any,
+    content_type: str,
+    message: str,
+) -> None:
+    assert (await client.post(DEPLOYMENTS, json=deployment())).status == 201
+    response = await client.request(
+        method,
+        DEPLOYMENTS + path,
+        data=json.dumps(body),
+        headers={"Content-Type": content_type},
+    )
+    answer = await response.json()
+    assert response.status in (400, 422), answer
+    assert answer["kind"] == "Status"
+    assert message in answer["message"]

@@ -10,6 +10,12 @@ provisioned, so these reads happen once per registration, not per resync.
 Nothing waits in a worker: when the ServiceAccount token is not there yet, the reconcile
 returns and the Secret informer brings the request back once kube-controller-manager has
 filled the token in (with a slow timed requeue as a safety net).
+
+Access ends with the registration: when a request is Denied (also after an approval) or its
+ManagedCluster is deleted, the cluster's ClusterRole/ClusterRoleBinding, Role/RoleBinding,
+ServiceAccount and token Secret are deleted (deleting the ServiceAccount invalidates every
+token of it).  The token Secrets cached by the Secret informer tell whether there is anything
+left to revoke, so a decided request costs no API call on resync.
 """
 
 from __future__ import annotations
@@ -26,9 +32,12 @@ from clusternet.kube import AlreadyExists, ApiError, Conflict, KubeClient, NotFo
 from clusternet.runtime import (
     DeletedFinalStateUnknown,
     EventRecorder,
+    Informer,
     Result,
     SharedInformerFactory,
     WorkQueue,
+    last_state,
+    object_key,
     run_workers,
 )
 
@@ -38,6 +47,12 @@ NAME: Final = "crrapprover"
 # The token normally arrives within a second, announced by the Secret informer; this only
 # covers a missed event.
 CREDENTIALS_RECHECK_SECONDS: Final = 30.0
+_BY_CLUSTER_ID: Final = "cluster-id"
+
+
+def _cluster_id_index(obj: Object) -> list[str]:
+    cluster_id = (obj["metadata"].get("labels") or {}).get(known.CLUSTER_ID_LABEL)
+    return [cluster_id] if cluster_id else []
 
 
 class ProvisioningConflict(Exception):
@@ -67,14 +82,20 @@ class RegistrationApprover:
             on_add=self._enqueue, on_update=lambda _old, new: self._enqueue(new)
         )
         # Only the token Secrets of registering clusters: they carry the cluster-id label.
-        tokens = informers.informer(
+        self.tokens = tokens = informers.informer(
             "v1",
             "Secret",
             label_selector=known.CLUSTER_ID_LABEL,
             field_selector=f"type={reg.SERVICE_ACCOUNT_TOKEN_TYPE}",
         )
+        tokens.add_indexer(_BY_CLUSTER_ID, _cluster_id_index)
         tokens.add_event_handler(
             on_add=self._enqueue_owner, on_update=lambda _old, new: self._enqueue_owner(new)
+        )
+        # A deleted ManagedCluster brings its request back, to revoke the cluster's access.
+        self.clusters: Informer = informers.informer(reg.CLUSTERS_API_VERSION, "ManagedCluster")
+        self.clusters.add_event_handler(
+            on_delete=lambda cluster: self._enqueue_owner(last_state(cluster))
         )
 
     async def run(self, workers: int) -> None:
@@ -110,7 +131,85 @@ class RegistrationApprover:
             )
         elif action is reg.Action.PROVISION:
             return await self._provision(request)
+        elif action is reg.Action.SKIP:
+            await self._revoke_if_needed(request)
         return None
+
+    async def _revoke_if_needed(self, request: Object) -> None:
+        cluster_id = str((request.get("spec") or {}).get("clusterId") or "")
+        secrets = self.tokens.by_index(_BY_CLUSTER_ID, cluster_id) if cluster_id else []
+        if secrets:
+            reason = reg.revocation_reason(request, await self._managed_cluster(request))
+            if reason is not None:
+                await self._revoke(cluster_id, secrets)
+                self.recorder.event(
+                    request,
+                    "Warning",
+                    "CredentialsRevoked",
+                    f"{reason}: the cluster's ServiceAccount, token and RBAC were deleted",
+                )
+        status = reg.revoked_status(request)
+        if status is not None:
+            await self._finish(request, status)
+
+    async def _managed_cluster(self, request: Object) -> Object | None:
+        """The request's ManagedCluster; a cache miss is confirmed with a live read, as the
+        cache may not have seen a cluster created a moment ago."""
+        status = request.get("status") or {}
+        namespace, name = status.get("dedicatedNamespace"), status.get("managedClusterName")
+        if not namespace or not name:
+            return None
+        cached = self.clusters.store.get(f"{namespace}/{name}")
+        if cached is not None:
+            return cached
+        try:
+            return await self.client.get(
+                reg.CLUSTERS_API_VERSION, "ManagedCluster", name, namespace=namespace
+            )
+        except NotFound:
+            return None
+
+    async def _revoke(self, cluster_id: str, secrets: list[Object]) -> None:
+        """Bindings first (access ends at once), the token Secrets last: they are what tells
+        that a revocation is still due, so a failure part way is retried in full."""
+        name = known.cluster_role_name(cluster_id)
+        await self._delete(reg.RBAC_API_VERSION, "ClusterRoleBinding", name, None, cluster_id)
+        await self._delete(reg.RBAC_API_VERSION, "ClusterRole", name, None, cluster_id)
+        for secret in secrets:
+            metadata = secret["metadata"]
+            namespace = metadata["namespace"]
+            role = known.MANAGED_CLUSTER_ROLE
+            await self._delete(reg.RBAC_API_VERSION, "RoleBinding", role, namespace, cluster_id)
+            await self._delete(reg.RBAC_API_VERSION, "Role", role, namespace, cluster_id)
+            account = (metadata.get("annotations") or {}).get(reg.SERVICE_ACCOUNT_NAME_ANNOTATION)
+            if account:
+                await self._delete("v1", "ServiceAccount", account, namespace, cluster_id)
+        for secret in secrets:
+            await self._delete(
+                "v1",
+                "Secret",
+                secret["metadata"]["name"],
+                secret["metadata"]["namespace"],
+                cluster_id,
+            )
+        log.info(
+            "revoked the credentials of a cluster",
+            cluster_id=cluster_id,
+            tokens=[object_key(s) for s in secrets],
+        )
+
+    async def _delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None, cluster_id: str
+    ) -> None:
+        """Delete the object if it is this cluster's (its cluster-id label says so)."""
+        try:
+            current = await self.client.get(api_version, kind, name, namespace=namespace)
+            labels = current["metadata"].get("labels") or {}
+            if labels.get(known.CLUSTER_ID_LABEL) != cluster_id:
+                return
+            await self.client.delete(api_version, kind, name, namespace=namespace)
+        except NotFound:
+            pass
 
     async def _provision(self, request: Object) -> Result | None:
         try:

@@ -327,3 +327,38 @@ def approved_status(namespace: str, cluster_name: str, secret: Object) -> Object
 def rejected_status(result: ApprovedResult, message: str) -> Object:
     """Denied or Failed: credentials, namespace and cluster name are left out (blanked)."""
     return {"result": result.value, "errorMessage": message}
+
+
+# -- revocation --------------------------------------------------------------------------------
+
+
+def revocation_reason(request: Object, cluster: Object | None) -> str | None:
+    """Why the credentials minted for ``request`` must be revoked, or None.
+
+    ``cluster`` is the request's ManagedCluster as found (None when it does not exist).  A
+    Denied request (an operator may deny one approved earlier) or a deleted ManagedCluster
+    ends the cluster's access: its ServiceAccount, token and RBAC are deleted.  Called only
+    when credentials of the cluster still exist, so a revocation happens once.
+    """
+    status = request.get("status") or {}
+    result = status.get("result")
+    if result == ApprovedResult.DENIED:
+        return "the registration request is Denied"
+    if result == ApprovedResult.APPROVED and status.get("managedClusterName") and cluster is None:
+        return (
+            f"ManagedCluster {status.get('dedicatedNamespace')}/{status['managedClusterName']} "
+            "was deleted"
+        )
+    return None
+
+
+def revoked_status(request: Object) -> Object | None:
+    """A Denied request's status without the credentials an earlier approval left in it, or
+    None when it carries none."""
+    status = request.get("status") or {}
+    if status.get("result") != ApprovedResult.DENIED or not (
+        status.get("token") or status.get("caCertificate")
+    ):
+        return None
+    message = status.get("errorMessage") or "denied by an operator after approval"
+    return rejected_status(ApprovedResult.DENIED, message)

@@ -93,6 +93,32 @@ class ShadowError(Exception):
         self.reason = reason
 
 
+_STRING_METADATA: Final = ("name", "generateName", "namespace", "resourceVersion", "uid")
+_MAP_METADATA: Final = ("labels", "annotations")
+
+
+def metadata_of(obj: Object) -> Object:
+    """``obj``'s metadata (``{}`` when absent or null), refused with a 400 when it or one of
+    the fields read here has the wrong type: found by the bad-input properties, such bodies
+    used to end in a bare 500 (tests/e2e/test_bad_input_properties.py)."""
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ShadowError(400, f"metadata must be an object, got {type(metadata).__name__}")
+    for key in _STRING_METADATA:
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise ShadowError(400, f"metadata.{key} must be a string")
+    for key in _MAP_METADATA:
+        value = metadata.get(key)
+        if value is not None and not (
+            isinstance(value, dict)
+            and all(v is None or isinstance(v, str) for v in value.values())  # null: a patch
+        ):
+            raise ShadowError(400, f"metadata.{key} must be a map of strings")
+    return metadata
+
+
 class ShadowAPI:
     """The request handler of ``shadow/v1alpha1``; ``authorize`` answers the hub's
     SubjectAccessReview verdict (None when allowed)."""
@@ -419,7 +445,8 @@ class _Request:
 
     def _check_object(self, obj: Object) -> Object:
         """The object, of this resource's kind, with the request's namespace (and name)."""
-        group, _, _version = obj.get("apiVersion", "").rpartition("/")
+        api_version = obj.get("apiVersion")
+        group, _, _version = (api_version if isinstance(api_version, str) else "").rpartition("/")
         if obj.get("kind") != self.resource.kind or group != self.resource.group:
             raise ShadowError(
                 400,
@@ -427,7 +454,7 @@ class _Request:
                 f"objects of group {self.resource.group or 'core'!r}, got kind "
                 f"{obj.get('kind')!r} of apiVersion {obj.get('apiVersion')!r}",
             )
-        metadata = obj.setdefault("metadata", {})
+        metadata = obj["metadata"] = metadata_of(obj)
         if self.resource.namespaced:
             if metadata.get("namespace") not in (None, "", self.path.namespace):
                 raise ShadowError(
@@ -548,7 +575,7 @@ class _Request:
         else:
             template = trim(self._check_object(body))
         updated = replace_template(current, template)
-        expected = (body.get("metadata") or {}).get("resourceVersion")
+        expected = metadata_of(body).get("resourceVersion")
         if expected:
             updated["metadata"]["resourceVersion"] = expected
         stored = template_of(await self._store(updated, name))
@@ -603,7 +630,7 @@ class _Request:
             if self.path.subresource == "scale":
                 view = scale_of(view)
             patched = await apply_patch(view)
-            expected = (patched.get("metadata") or {}).get("resourceVersion")
+            expected = metadata_of(patched).get("resourceVersion")
             if conditional and expected != view["metadata"].get("resourceVersion"):
                 raise self._conflict(name)
             if self.path.subresource == "scale":
@@ -649,6 +676,8 @@ class _Request:
                     result: Object = jsonpatch.apply_patch(view, patch)
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
                     raise ShadowError(422, f"the JSON patch cannot be applied: {err}") from None
+                except (TypeError, KeyError, ValueError, AttributeError) as err:  # malformed ops
+                    raise ShadowError(400, f"the JSON patch is malformed: {err!r}") from None
                 return result
 
             conditional = any(
@@ -658,7 +687,7 @@ class _Request:
             return apply_json_patch, conditional
         if not isinstance(patch, dict):
             raise ShadowError(400, "a merge patch must be a JSON object")
-        conditional = "resourceVersion" in (patch.get("metadata") or {})
+        conditional = "resourceVersion" in metadata_of(patch)
         if content_type == PatchType.STRATEGIC:
 
             async def apply_strategic_patch(view: Object) -> Object:
@@ -717,7 +746,7 @@ class _Request:
             raise ShadowError(400, f"the applied configuration is not valid YAML: {err}") from None
         if not isinstance(applied, dict):
             raise ShadowError(400, "the applied configuration must be an object")
-        conditional = "resourceVersion" in (applied.get("metadata") or {})
+        conditional = "resourceVersion" in metadata_of(applied)
         if self.path.subresource == "scale":
 
             async def apply_to_scale(view: Object) -> Object:
