@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from clusternet.apis import ALL_KINDS
+from clusternet.apis import ALL_KINDS, known
 from clusternet.apis.crdgen import DEFAULT_OUTPUT
 from clusternet.local.testing import Clusters, Kubectl
 
@@ -196,7 +196,17 @@ def test_upstream_examples_are_accepted_with_defaults(parent: Kubectl, namespace
         template = parent.json("get", "manifests", "deployments.shop.frontend", "-n", namespace)
         assert template["template"]["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx"
     finally:
+        # The session's controller-manager approves the request: once it has, what it made
+        # for edge-a (a dedicated namespace with a ManagedCluster that no agent runs, and the
+        # cluster's RBAC) goes too, or later tests would see a NotReady cluster that is not
+        # one of the environment's children.
+        parent("wait", f"clsrr/clusternet-{CLUSTER_ID}", "--timeout=60s",
+               "--for=jsonpath={.status.result}=Approved", check=False)  # fmt: skip
         parent("delete", "-f", "-", "--wait=false", input=cluster_scoped, check=False)
+        owned = f"{known.OBJECT_CREATED_BY_LABEL}={known.CLUSTERNET_AGENT_NAME},{known.CLUSTER_ID_LABEL}={CLUSTER_ID}"  # noqa: E501
+        parent("delete", "namespaces", "-l", owned, "--timeout=60s", check=False)
+        parent("delete", "clusterrolebindings,clusterroles", known.cluster_role_name(CLUSTER_ID),
+               "--ignore-not-found", check=False)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ CHART = Path(__file__).resolve().parents[1] / "charts" / "demo"
 AUTH = ("reader", "s3cret")
 TIMEOUT = 120
 APPS = "apps.clusternet.io/v1alpha1"
+CHILDREN = ("child1", "child2")  # the Subscriptions' subscribers
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def subscription(namespace: str, name: str, chart: str) -> str:
                                 {
                                     "key": known.CLUSTER_NAME_LABEL,
                                     "operator": "In",
-                                    "values": ["child1", "child2"],
+                                    "values": list(CHILDREN),
                                 }
                             ]
                         }
@@ -103,17 +104,14 @@ def subscription(namespace: str, name: str, chart: str) -> str:
     )  # fmt: skip
 
 
+def subscribed_namespaces(clusters: Clusters) -> dict[str, str]:
+    """The subscribed children → their dedicated namespace in the parent."""
+    return {c: n for c, n in clusters.dedicated_namespaces().items() if c in CHILDREN}
+
+
 def get(kubectl: Kubectl, *args: str) -> Any | None:
     got = kubectl("get", *args, "-o", "json", check=False)
     return json.loads(got.stdout) if got.returncode == 0 else None
-
-
-def cluster_namespaces(clusters: Clusters) -> dict[str, str]:
-    listed = clusters.kubectl("parent").json("get", "managedclusters", "-A")
-    return {
-        item["metadata"]["labels"][known.CLUSTER_NAME_LABEL]: item["metadata"]["namespace"]
-        for item in listed["items"]
-    }
 
 
 def releases_of(kubectl: Kubectl, target: str, chart: str) -> dict[str, Any]:
@@ -151,7 +149,7 @@ def test_chart_lifecycle_overrides_and_uninstall(
     clusters: Clusters, namespace: str, repo: ChartRepository, helm: str
 ) -> None:
     parent = clusters.kubectl("parent")
-    namespaces = cluster_namespaces(clusters)
+    namespaces = subscribed_namespaces(clusters)
     target = namespace  # exists in every child too (the fixture creates it everywhere)
     # A version the repository does not have: NotFound with the reason, no release.
     parent.apply(helm_chart(namespace, "demo", repo.url, "9.9.9", target))
@@ -167,7 +165,9 @@ def test_chart_lifecycle_overrides_and_uninstall(
     parent.apply(subscription(namespace, "web", "demo"))
     wait_until(
         lambda: len(parent.json("get", "bases.apps.clusternet.io", "-A", "-l",
-                                f"{known.CONFIG_SUBSCRIPTION_NAME_LABEL}=web")["items"]) == 2,
+                                f"{known.CONFIG_SUBSCRIPTION_NAME_LABEL}=web,"
+                                f"{known.CONFIG_SUBSCRIPTION_NAMESPACE_LABEL}={namespace}")["items"])
+            == len(CHILDREN),
         "a Base per child", TIMEOUT,
     )  # fmt: skip
     assert releases_of(parent, target, "demo") == {}
@@ -179,7 +179,7 @@ def test_chart_lifecycle_overrides_and_uninstall(
         wait_until(
             lambda: len(releases_of(parent, target, "demo")) == 2, "two HelmReleases", TIMEOUT
         )
-        for child in ("child1", "child2"):
+        for child in CHILDREN:
             wait_until(
                 lambda c=child: (r := helm_list(helm, clusters, c, target))  # type: ignore[misc]
                 and r[0]["status"] == "deployed" and r,
@@ -245,7 +245,7 @@ def test_chart_lifecycle_overrides_and_uninstall(
             parent("delete", "localizations.apps.clusternet.io", f"{namespace}-{name}", "-n",
                    namespaces[child], "--ignore-not-found", "--wait=false")  # fmt: skip
     # Deleting the Subscription uninstalls the releases and the HelmReleases go.
-    for child in ("child1", "child2"):
+    for child in CHILDREN:
         wait_until(lambda c=child: helm_list(helm, clusters, c, target) == [],  # type: ignore[misc]
                    f"the release uninstalled from {child}", TIMEOUT)  # fmt: skip
         assert settings(clusters, child, target, "demo") is None
@@ -259,7 +259,7 @@ def test_a_chart_that_fails_to_render(
     parent.apply(helm_chart(namespace, "broken", repo.url, "0.1.0", namespace))
     parent.apply(subscription(namespace, "broken", "broken"))
     try:
-        for cluster_ns in cluster_namespaces(clusters).values():
+        for cluster_ns in subscribed_namespaces(clusters).values():
             hr = wait_until(
                 lambda n=cluster_ns: (r := releases_of(parent, namespace, "broken").get(n))  # type: ignore[misc]
                 and (r.get("status") or {}).get("phase") == "failed" and r,
@@ -289,9 +289,7 @@ def test_pull_mode_agent_installs(tmp_path: Path, repo: ChartRepository, helm: s
     credentials, and uninstalled when deleted."""
     with start_environment(tmp_path, Options(children=1, sync_modes=("Pull",))) as env:
         parent, child = env.kubectl("parent"), env.children[0]
-        cluster_ns = parent.json("get", "managedclusters", "-A")["items"][0]["metadata"][
-            "namespace"
-        ]
+        cluster_ns = env.dedicated_namespaces()[child]
         values = base64.b64encode(json.dumps({"greeting": "pulled"}).encode()).decode()
         parent.apply(yaml.safe_dump({
             "apiVersion": APPS, "kind": "HelmRelease",
@@ -337,12 +335,12 @@ def test_an_unreachable_repository(
     )  # fmt: skip
     assert ghost["status"]["reason"].startswith("repository unreachable: ")
 
-    namespaces = cluster_namespaces(clusters)
+    namespaces = subscribed_namespaces(clusters)
     with ChartRepository(helm, basic_auth=AUTH) as flaky:
         flaky.add(CHART, version="0.1.0")
         parent.apply(helm_chart(namespace, "demo", flaky.url, "0.1.0", namespace))
         parent.apply(subscription(namespace, "flaky", "demo"))
-        for child in ("child1", "child2"):
+        for child in CHILDREN:
             wait_until(lambda c=child: settings(clusters, c, namespace, "demo"),  # type: ignore[misc]
                        f"the release in {child}", TIMEOUT)  # fmt: skip
     try:

@@ -1,17 +1,15 @@
 """Subscription status aggregation and feed in-use protection against real control planes
-(spec §4.8, §4.9, §11 item 24), with the controller-manager `clusternet local up` runs
-(gates Deployer and FeedInUseProtection on).
+(spec §4.8, §4.9, §11 item 24), with the controller-manager `clusternet local up` runs.
 
-The aggregation test writes Descriptions by hand, statuses included (through the status
-subresource), as the deployers would; they are Helm Descriptions without charts, so that no
-deployer acts on them.  Every wait watches the object until a predicate holds.
+Aggregation goes through the whole pipeline: templates in the shadow API, a Subscription,
+the Descriptions the pusher deploys to the children and the statuses it reads back from them
+(kwok runs the pods).  Every wait watches the object until a predicate holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -23,6 +21,7 @@ from clusternet.local.testing import Clusters, Kubectl
 APPS = "apps.clusternet.io/v1alpha1"
 RESERVED = known.RESERVED_NAMESPACE
 SHADOW = "/apis/shadow/v1alpha1"
+TIMEOUT = 90
 
 
 @asynccontextmanager
@@ -74,17 +73,6 @@ async def wait_gone(c: Clusters, kind: str, name: str, namespace: str, within: f
                             return
 
 
-def managed_clusters(c: Clusters) -> list[dict[str, Any]]:
-    """In ``bindingClusters`` order (``<namespace>/<name>``), which the statuses follow."""
-    items: list[dict[str, Any]] = c.kubectl("parent").json("get", "managedclusters", "-A")["items"]
-    return sorted(items, key=lambda m: f"{m['metadata']['namespace']}/{m['metadata']['name']}")
-
-
-def label_cluster(kc: Kubectl, cluster: dict[str, Any], label: str) -> None:
-    meta = cluster["metadata"]
-    kc("label", "managedcluster", meta["name"], "-n", meta["namespace"], "--overwrite", label)
-
-
 def deployed_condition(sub: dict[str, Any]) -> dict[str, Any]:
     for condition in (sub.get("status") or {}).get("conditions") or ():
         if condition["type"] == "Deployed":
@@ -92,135 +80,200 @@ def deployed_condition(sub: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def hand_description(sub: dict[str, Any], cluster: dict[str, Any], name: str) -> dict[str, Any]:
-    meta = sub["metadata"]
+def said(condition: dict[str, Any]) -> tuple[str, str, str]:
+    return condition.get("status", ""), condition.get("reason", ""), condition.get("message", "")
+
+
+async def follow(
+    c: Clusters,
+    name: str,
+    namespace: str,
+    since: str,
+    until: Callable[[dict[str, Any]], bool],
+    within: float = TIMEOUT,
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """Watch the Subscription from resourceVersion ``since`` (every change after it, none
+    missed) until ``until`` holds: its state then, and each Deployed condition on the way."""
+    seen: list[tuple[str, str, str]] = []
+    async with parent_client(c) as client:
+        try:
+            async with asyncio.timeout(within):
+                async with client.watch(
+                    APPS, "Subscription", namespace=namespace,
+                    field_selector=f"metadata.name={name}", resource_version=since,
+                ) as events:  # fmt: skip
+                    async for event in events:
+                        if event.type not in ("ADDED", "MODIFIED"):
+                            continue
+                        condition = deployed_condition(event.object)
+                        if condition and (not seen or seen[-1] != said(condition)):
+                            seen.append(said(condition))
+                        if until(event.object):
+                            return event.object, seen
+        except TimeoutError:
+            pass
+    raise AssertionError(f"Subscription {namespace}/{name}: conditions seen {seen}")
+
+
+def deployment(namespace: str, replicas: int) -> dict[str, Any]:
     return {
-        "apiVersion": APPS,
-        "kind": "Description",
-        "metadata": {
-            "name": name,
-            "namespace": cluster["metadata"]["namespace"],
-            "labels": {
-                known.CONFIG_SUBSCRIPTION_NAME_LABEL: meta["name"],
-                known.CONFIG_SUBSCRIPTION_NAMESPACE_LABEL: meta["namespace"],
-                known.CONFIG_SUBSCRIPTION_UID_LABEL: meta["uid"],
-                known.CONFIG_NAME_LABEL: f"{meta['name']}-hand",
-                known.CLUSTER_ID_LABEL: cluster["spec"]["clusterId"],
-                known.CLUSTER_NAME_LABEL: cluster["metadata"]["name"],
-            },
-        },
-        "spec": {"deployer": "Helm", "charts": []},
-    }
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}},
+    }  # fmt: skip
 
 
-def write_status(kc: Kubectl, description: dict[str, Any], status: dict[str, Any]) -> None:
-    meta = description["metadata"]
-    kc(
-        "patch", "descriptions.apps.clusternet.io", meta["name"], "-n", meta["namespace"],
-        "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}),
-    )  # fmt: skip
+def replicas_localization(
+    cluster_namespace: str, namespace: str, name: str, patch: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": APPS, "kind": "Localization",
+        "metadata": {"name": f"{namespace}-{name}", "namespace": cluster_namespace},
+        "spec": {"overridePolicy": "ApplyNow", "priority": 500,
+                 "feed": {"apiVersion": "apps/v1", "kind": "Deployment",
+                          "namespace": namespace, "name": "web"},
+                 "overrides": [{"name": name, "type": "MergePatch",
+                                "value": json.dumps(patch)}]},
+    }  # fmt: skip
 
 
-async def test_descriptions_are_aggregated_into_the_subscription(
+def description_of(kc: Kubectl, cluster_namespace: str, name: str, namespace: str) -> Any:
+    selector = (
+        f"{known.CONFIG_SUBSCRIPTION_NAME_LABEL}={name},"
+        f"{known.CONFIG_SUBSCRIPTION_NAMESPACE_LABEL}={namespace}"
+    )
+    (found,) = kc.json(
+        "get", "descriptions.apps.clusternet.io", "-n", cluster_namespace, "-l", selector
+    )["items"]
+    return found
+
+
+async def test_the_deployed_condition_follows_the_children(
     clusters: Clusters, namespace: str
 ) -> None:
+    """Through the whole pipeline (templates in the shadow API, the scheduler, Bases,
+    Descriptions, the pusher, kwok running the pods): Pending until every child reported,
+    Deployed with the replicas summed over the children, Failed naming the one child that
+    rejects its copy (with that child's words), Deployed again once fixed."""
     kc = clusters.kubectl("parent")
-    children = managed_clusters(clusters)[:2]
-    role = f"agg-{uuid.uuid4().hex[:6]}"
-    for cluster in children:
-        label_cluster(kc, cluster, f"{role}=yes")
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": namespace, "name": "web"}
-    ns_feed = {"apiVersion": "v1", "kind": "Namespace", "name": namespace}
+    first, second = clusters.children[:2]
+    namespaces = clusters.dedicated_namespaces()
     name = "agg"
-    descriptions: list[dict[str, Any]] = []
+    settings = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": namespace}, "data": {"a": "1"},
+    }  # fmt: skip
+    templates = [deployment(namespace, 2), settings]
+    localizations = [
+        replicas_localization(namespaces[second], namespace, "three", {"spec": {"replicas": 3}}),
+        replicas_localization(namespaces[first], namespace, "negative", {"spec": {"replicas": -1}}),
+    ]
+    for template in templates:
+        clusters.plugin("apply", "-f", "-", input=json.dumps(template))
+    kc.apply(json.dumps(localizations[0]))  # the second child runs 3
+    since = kc.json("get", "subscriptions.apps.clusternet.io", "-n", namespace)["metadata"][
+        "resourceVersion"
+    ]
     try:
         kc.apply(json.dumps({
             "apiVersion": APPS, "kind": "Subscription",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"subscribers": [{"clusterAffinity": {"matchLabels": {role: "yes"}}}],
-                     "feeds": [deploy, ns_feed]},
+            "spec": {"subscribers": [{"clusterAffinity": {"matchExpressions": [
+                         {"key": known.CLUSTER_NAME_LABEL, "operator": "In",
+                          "values": [first, second]}]}}],
+                     "feeds": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                "namespace": namespace, "name": "web"},
+                               {"apiVersion": "v1", "kind": "ConfigMap",
+                                "namespace": namespace, "name": "settings"}]},
         }))  # fmt: skip
-        bound = sorted(f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in children)
-        sub = await wait_object(
-            clusters, "Subscription", name, namespace,
-            lambda s: (s.get("status") or {}).get("bindingClusters") == bound,
-        )  # fmt: skip
-        names = [m["metadata"]["name"] for m in children]
-        ids = [m["spec"]["clusterId"] for m in children]
 
-        # Bound, nothing reported yet: every cluster listed, nothing available.
-        pending = await wait_object(
-            clusters, "Subscription", name, namespace,
-            lambda s: deployed_condition(s).get("reason") == "Pending"
-            and len((s.get("status") or {}).get("aggregatedStatuses") or ()) == 2,
-        )  # fmt: skip
-        web, _ = pending["status"]["aggregatedStatuses"]
-        assert [(d["clusterId"], d["clusterName"], d["available"])
-                for d in web["feedStatusDetails"]] == [(i, n, False) for i, n in zip(ids, names, strict=True)]  # noqa: E501  # fmt: skip
-        assert deployed_condition(pending)["message"] == (
-            f"not deployed yet: Deployment/web on {', '.join(names)}; "
-            f"Namespace/{namespace} on {', '.join(names)}"
-        )
-
-        for cluster in children:
-            description = hand_description(sub, cluster, f"{name}-hand-generic")
-            kc.apply(json.dumps(description))
-            descriptions.append(description)
-        for replicas, description in zip((2, 3), descriptions, strict=True):
-            write_status(kc, description, {
-                "phase": "Success",
-                "manifestStatuses": [
-                    {**deploy, "observedStatus": {"replicas": replicas, "readyReplicas": replicas,
-                                                  "observedGeneration": 1}},
-                    {**ns_feed, "observedStatus": {"phase": "Active"}},
-                ],
-            })  # fmt: skip
-        deployed = await wait_object(
-            clusters, "Subscription", name, namespace,
+        # Pending while the children have not reported, then Deployed.
+        deployed, seen = await follow(
+            clusters,
+            name,
+            namespace,
+            since,
             lambda s: deployed_condition(s).get("status") == "True",
+        )
+        pending = [m for status, reason, m in seen if reason == "Pending"]
+        assert pending, seen
+        assert all(status == "False" for status, reason, _ in seen if reason == "Pending")
+        assert all(m.startswith("not deployed yet: ") for m in pending), pending
+        assert [r for _, r, _ in seen if r not in ("NothingToDeploy", "Pending")] == ["Deployed"]
+        assert said(deployed_condition(deployed)) == (
+            "True", "Deployed", "2 feeds deployed to 2 clusters",
         )  # fmt: skip
-        web, namespace_status = deployed["status"]["aggregatedStatuses"]
-        assert web["feedStatusSummary"] == {
-            "available": True,
-            "replicaStatus": {"replicas": 5, "readyReplicas": 5, "observedGeneration": 1},
-        }
-        assert [d["replicaStatus"]["replicas"] for d in web["feedStatusDetails"]] == [2, 3]
-        assert namespace_status["feedStatusSummary"] == {"available": True}
-        assert deployed_condition(deployed)["message"] == "2 feeds deployed to 2 clusters"
-        # The scheduler's fields are untouched.
-        assert deployed["status"]["bindingClusters"] == bound
         assert any(c["type"] == "Scheduled" for c in deployed["status"]["conditions"])
 
-        # One cluster fails: the condition names it with the deployer's reason.
-        write_status(kc, descriptions[1], {
-            "phase": "Failure", "reason": "deployments.apps \"web\" is forbidden: exceeded quota",
-        })  # fmt: skip
+        # The replicas kwok runs, per child and summed.
+        def all_ready(s: dict[str, Any]) -> bool:
+            web = (s.get("status") or {}).get("aggregatedStatuses") or [{}]
+            summary = web[0].get("feedStatusSummary") or {}
+            return (summary.get("replicaStatus") or {}).get("readyReplicas") == 5
+
+        ready = await wait_object(clusters, "Subscription", name, namespace, all_ready, TIMEOUT)
+        web, config = ready["status"]["aggregatedStatuses"]
+        assert (web["kind"], web["name"], config["kind"]) == ("Deployment", "web", "ConfigMap")
+        summary = web["feedStatusSummary"]
+        assert summary["available"] is True
+        assert {k: summary["replicaStatus"].get(k) for k in
+                ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas")} == {
+            "replicas": 5, "readyReplicas": 5, "availableReplicas": 5, "updatedReplicas": 5,
+        }  # fmt: skip
+        by_cluster = {d["clusterName"]: d for d in web["feedStatusDetails"]}
+        assert {
+            n: (d["available"], d["replicaStatus"]["readyReplicas"]) for n, d in by_cluster.items()
+        } == {first: (True, 2), second: (True, 3)}
+        ids = {n: mc["spec"]["clusterId"] for n, mc in clusters.managed_clusters().items()}
+        assert all(d["clusterId"] == ids[n] for n, d in by_cluster.items())
+        assert config["feedStatusSummary"] == {"available": True}
+
+        # A copy only the first child rejects (the parent renders it without complaint).
+        kc.apply(json.dumps(localizations[1]))
         failed = await wait_object(
             clusters, "Subscription", name, namespace,
-            lambda s: deployed_condition(s).get("reason") == "Failed",
+            lambda s: deployed_condition(s).get("reason") == "Failed", TIMEOUT,
         )  # fmt: skip
-        assert deployed_condition(failed)["status"] == "False"
-        assert deployed_condition(failed)["message"] == (
-            f'failed on {names[1]} (Failure: deployments.apps "web" is forbidden: exceeded quota)'
+        reason = description_of(kc, namespaces[first], name, namespace)["status"]["reason"]
+        assert "spec.replicas" in reason, reason
+        assert said(deployed_condition(failed)) == (
+            "False", "Failed",
+            f"failed on {first} (Failure: {' '.join(reason.split())}); "
+            f"not deployed yet: Deployment/web on {first}",
+        )  # fmt: skip
+        assert (
+            clusters.kubectl(first).json("get", "deployment", "web", "-n", namespace)["spec"][
+                "replicas"
+            ]
+            == 2
+        )  # the last good copy stays
+        assert description_of(kc, namespaces[second], name, namespace)["status"]["phase"] == (
+            "Success"
         )
 
-        # Its Description goes away: that cluster is no longer available.
-        kc("delete", "descriptions.apps.clusternet.io", descriptions[1]["metadata"]["name"],
-           "-n", descriptions[1]["metadata"]["namespace"])  # fmt: skip
-        gone = await wait_object(
+        # Fixed: Deployed again.
+        kc("delete", "localizations.apps.clusternet.io", f"{namespace}-negative", "-n",
+           namespaces[first])  # fmt: skip
+        fixed = await wait_object(
             clusters, "Subscription", name, namespace,
-            lambda s: deployed_condition(s).get("reason") == "Pending",
+            lambda s: deployed_condition(s).get("status") == "True", TIMEOUT,
         )  # fmt: skip
-        assert deployed_condition(gone)["message"] == (
-            f"not deployed yet: Deployment/web on {names[1]}; Namespace/{namespace} on {names[1]}"
-        )
+        assert said(deployed_condition(fixed)) == (
+            "True", "Deployed", "2 feeds deployed to 2 clusters",
+        )  # fmt: skip
     finally:
-        for description in descriptions:
-            kc("delete", "descriptions.apps.clusternet.io", description["metadata"]["name"],
-               "-n", description["metadata"]["namespace"], "--ignore-not-found", "--wait=false")  # fmt: skip  # noqa: E501
-        kc("delete", "subscription", name, "-n", namespace, "--ignore-not-found", "--wait=false")
-        for cluster in children:
-            label_cluster(kc, cluster, f"{role}-")
+        kc("delete", "subscriptions.apps.clusternet.io", name, "-n", namespace,
+           "--ignore-not-found", "--wait=false")  # fmt: skip
+        await wait_gone(clusters, "Subscription", name, namespace)
+        for localization in localizations:
+            meta = localization["metadata"]
+            kc("delete", "localizations.apps.clusternet.io", meta["name"], "-n",
+               meta["namespace"], "--ignore-not-found")  # fmt: skip
+        for template in templates:
+            clusters.plugin("delete", template["kind"].lower(), template["metadata"]["name"],
+                            "-n", namespace, "--ignore-not-found", check=False)  # fmt: skip
 
 
 async def test_a_feed_in_use_is_not_deleted_until_its_subscription_is(
