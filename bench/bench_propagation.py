@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
@@ -29,12 +30,13 @@ from typing import Any
 import yaml
 
 from clusternet.apis import known
-from clusternet.kube import KubeClient, load_kubeconfig
+from clusternet.kube import AlreadyExists, KubeClient, load_kubeconfig
 from clusternet.local.environment import LocalEnvironment, Options
 
 SHADOW = "/apis/shadow/v1alpha1"
 APPS = "apps.clusternet.io/v1alpha1"
 NAMESPACE = "bench"
+REVISION_LABEL = "bench.clusternet.io/revision"  # template updates (python -m bench)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,21 +44,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def subscription(name: str, feeds: list[dict[str, str]]) -> dict[str, Any]:
+def subscription(
+    name: str, feeds: list[dict[str, str]], clusters: list[str] | None = None
+) -> dict[str, Any]:
+    """A Replication Subscription of ``feeds`` (and the namespace) to the clusters named
+    ``clusters`` (cluster-name label), or to every cluster with a name."""
+    if clusters is None:
+        expression: dict[str, Any] = {"key": known.CLUSTER_NAME_LABEL, "operator": "Exists"}
+    else:
+        expression = {"key": known.CLUSTER_NAME_LABEL, "operator": "In", "values": clusters}
     return {
         "apiVersion": APPS,
         "kind": "Subscription",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
-            "subscribers": [
-                {
-                    "clusterAffinity": {
-                        "matchExpressions": [
-                            {"key": known.CLUSTER_NAME_LABEL, "operator": "Exists"}
-                        ]
-                    }
-                }
-            ],
+            "subscribers": [{"clusterAffinity": {"matchExpressions": [expression]}}],
             "feeds": [{"apiVersion": "v1", "kind": "Namespace", "name": NAMESPACE}, *feeds],
         },
     }
@@ -86,6 +88,8 @@ class Seen:
         self.children = children
         self.present: dict[str, dict[str, float]] = {}
         self.ready: dict[str, dict[str, float]] = {}
+        # (name, value of its REVISION_LABEL) -> child -> first seen with that value
+        self.revisions: dict[tuple[str, str], dict[str, float]] = {}
         self.changed = asyncio.Event()
 
     def record(self, child: str, obj: dict[str, Any], ready: bool) -> None:
@@ -94,6 +98,9 @@ class Seen:
         self.present.setdefault(name, {}).setdefault(child, now)
         if ready:
             self.ready.setdefault(name, {}).setdefault(child, now)
+        revision = (obj["metadata"].get("labels") or {}).get(REVISION_LABEL)
+        if revision is not None:
+            self.revisions.setdefault((name, revision), {}).setdefault(child, now)
         self.changed.set()
 
     async def until(self, check: Callable[[], bool], limit: float = 120) -> None:
@@ -138,33 +145,100 @@ async def bounded(tasks: list[Callable[[], Awaitable[Any]]], limit: int) -> None
     await asyncio.gather(*(one(t) for t in tasks))
 
 
+async def create_namespace(parent: KubeClient) -> None:
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    with contextlib.suppress(AlreadyExists):
+        await parent.request("POST", f"{SHADOW}/namespaces", body=ns)
+
+
+async def sequential(
+    parent: KubeClient, seen: Seen, runs: int, clusters: list[str] | None = None, tag: str = ""
+) -> list[dict[str, tuple[float, float]]]:
+    """``runs`` Deployments, one Subscription at a time; per run, child -> (seconds until
+    present, seconds until ready) from the Subscription's create call."""
+    results: list[dict[str, tuple[float, float]]] = []
+    for i in range(runs):
+        name = f"web{tag}-{i}"
+        await parent.request(
+            "POST", f"{SHADOW}/namespaces/{NAMESPACE}/deployments", body=deployment(name)
+        )
+        feed = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": NAMESPACE}
+        start = time.monotonic()
+        await parent.create(subscription(f"seq{tag}-{i}", [{**feed, "name": name}], clusters))
+        await seen.until(lambda n=name: seen.everywhere(seen.ready, n) is not None)  # type: ignore[misc]
+        results.append(
+            {
+                child: (seen.present[name][child] - start, seen.ready[name][child] - start)
+                for child in seen.children
+            }
+        )
+    return results
+
+
+async def burst(
+    parent: KubeClient, seen: Seen, count: int, clusters: list[str] | None = None, tag: str = ""
+) -> tuple[float, float]:
+    """``count`` ConfigMap templates, then ``count`` Subscriptions created at once (50 in
+    flight); (seconds to create them all, seconds until every child holds every ConfigMap)."""
+    names = [f"cm{tag}-{i}" for i in range(count)]
+    await bounded(
+        [
+            lambda n=n: parent.request(  # type: ignore[misc]
+                "POST",
+                f"{SHADOW}/namespaces/{NAMESPACE}/configmaps",
+                body={
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": n},
+                    "data": {"k": n},
+                },
+            )
+            for n in names
+        ],
+        20,
+    )
+    start = time.monotonic()
+    await bounded(
+        [
+            lambda n=n: parent.create(  # type: ignore[misc]
+                subscription(
+                    f"burst-{n}",
+                    [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": NAMESPACE, "name": n}],
+                    clusters,
+                )
+            )
+            for n in names
+        ],
+        50,
+    )
+    created = time.monotonic() - start
+    await seen.until(lambda: all(seen.everywhere(seen.present, n) is not None for n in names), 900)
+    return created, time.monotonic() - start
+
+
+def watch_children(
+    clients: dict[str, KubeClient], seen: Seen, kinds: tuple[tuple[str, str], ...] | None = None
+) -> list[asyncio.Task[None]]:
+    kinds = kinds or (("Deployment", "apps/v1"), ("ConfigMap", "v1"))
+    return [
+        asyncio.create_task(watch_child(client, child, kind, version, seen))
+        for child, client in clients.items()
+        for kind, version in kinds
+    ]
+
+
 async def run(kubeconfig: str, children: list[str], args: Any) -> None:
     parent = KubeClient(load_kubeconfig(kubeconfig, context="parent"), cluster="parent")
     child_clients = {
         c: KubeClient(load_kubeconfig(kubeconfig, context=c), cluster=c) for c in children
     }
     seen = Seen(children)
-    watchers = [
-        asyncio.create_task(watch_child(client, child, kind, version, seen))
-        for child, client in child_clients.items()
-        for kind, version in (("Deployment", "apps/v1"), ("ConfigMap", "v1"))
-    ]
+    watchers = watch_children(child_clients, seen)
     try:
-        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-        await parent.request("POST", f"{SHADOW}/namespaces", body=ns)
-        present: list[float] = []
-        ready: list[float] = []
-        for i in range(args.runs):
-            name = f"web-{i}"
-            await parent.request(
-                "POST", f"{SHADOW}/namespaces/{NAMESPACE}/deployments", body=deployment(name)
-            )
-            feed = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": NAMESPACE}
-            start = time.monotonic()
-            await parent.create(subscription(f"seq-{i}", [{**feed, "name": name}]))
-            await seen.until(lambda n=name: seen.everywhere(seen.ready, n) is not None)  # type: ignore[misc]
-            present.append((seen.everywhere(seen.present, name) or 0) - start)
-            ready.append((seen.everywhere(seen.ready, name) or 0) - start)
+        await create_namespace(parent)
+        results = await sequential(parent, seen, args.runs)
+        present = [max(p for p, _ in run.values()) for run in results]
+        ready = [max(r for _, r in run.values()) for run in results]
         print(f"\nSequential: {args.runs} Subscriptions, {len(children)} children (seconds)")
         print("| measure | p50 | p90 | p99 | max |\n|---|---|---|---|---|")
         for label, values in (("present in all", present), ("ready in all", ready)):
@@ -172,49 +246,7 @@ async def run(kubeconfig: str, children: list[str], args: Any) -> None:
                 f"| {label} | {statistics.median(values):.3f} | {percentile(values, 0.9):.3f} "
                 f"| {percentile(values, 0.99):.3f} | {max(values):.3f} |"
             )
-
-        names = [f"cm-{i}" for i in range(args.burst)]
-        await bounded(
-            [
-                lambda n=n: parent.request(  # type: ignore[misc]
-                    "POST",
-                    f"{SHADOW}/namespaces/{NAMESPACE}/configmaps",
-                    body={
-                        "apiVersion": "v1",
-                        "kind": "ConfigMap",
-                        "metadata": {"name": n},
-                        "data": {"k": n},
-                    },
-                )
-                for n in names
-            ],
-            20,
-        )
-        start = time.monotonic()
-        await bounded(
-            [
-                lambda n=n: parent.create(  # type: ignore[misc]
-                    subscription(
-                        f"burst-{n}",
-                        [
-                            {
-                                "apiVersion": "v1",
-                                "kind": "ConfigMap",
-                                "namespace": NAMESPACE,
-                                "name": n,
-                            }
-                        ],
-                    )
-                )
-                for n in names
-            ],
-            50,
-        )
-        created = time.monotonic() - start
-        await seen.until(
-            lambda: all(seen.everywhere(seen.present, n) is not None for n in names), 900
-        )
-        total = time.monotonic() - start
+        created, total = await burst(parent, seen, args.burst)
         print(f"\nBurst: {args.burst} Subscriptions created at once, {len(children)} children")
         print("| measure | value |\n|---|---|")
         print(f"| all Subscriptions created | {created:.1f} s |")

@@ -27,7 +27,7 @@ import urllib.request
 from functools import partial
 from pathlib import Path
 
-from clusternet.kube import ClusterConfig, Impersonation, KubeClient
+from clusternet.kube import AlreadyExists, ClusterConfig, Impersonation, KubeClient
 from clusternet.local import components
 from clusternet.local.environment import LocalEnvironment, Options
 from clusternet.local.pki import PKI
@@ -79,12 +79,20 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def large_list(direct: ClusterConfig, proxied: ClusterConfig, count: int) -> None:
+async def large_list(
+    direct: ClusterConfig, proxied: ClusterConfig, count: int
+) -> dict[str, tuple[int, int, float]]:
+    """Lists ``count`` ConfigMaps of 1 KiB directly and through the hub; per path
+    (items, bytes, seconds).  The ConfigMaps are created first (once per child)."""
     namespace = "bench-large-list"
+    results: dict[str, tuple[int, int, float]] = {}
     async with KubeClient(direct) as client:
-        await client.create(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-        )
+        try:
+            await client.create(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            )
+        except AlreadyExists:
+            await client.delete_collection("v1", "ConfigMap", namespace=namespace)
         payload = "x" * 1024
         for start in range(0, count, 50):
             await asyncio.gather(
@@ -108,10 +116,12 @@ async def large_list(direct: ClusterConfig, proxied: ClusterConfig, count: int) 
             body = await client.request("GET", f"/api/v1/namespaces/{namespace}/configmaps")
             elapsed = time.perf_counter() - started
         size = len(str(body).encode())
+        results[name] = (len(body["items"]), size, elapsed)
         print(
             f"large list {name:8} {len(body['items'])} items, ~{size / 2**20:.1f} MiB: "
             f"{elapsed * 1000:.0f} ms ({size / 2**20 / elapsed:.1f} MiB/s)"
         )
+    return results
 
 
 def hub_memory(env: LocalEnvironment, children: list[str]) -> None:

@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,8 @@ async def start_agents(
     watcher = asyncio.create_task(watch_ready(parent.kubeconfig, names, spawned))
     await asyncio.sleep(1.0)  # the watch is open before the first agent starts
     for child in state.children:
-        argv = components.agent_argv(child.kubeconfig, child.name, parent.server, token, 0)
+        token_file = components.write_token_file(Path(child.kubeconfig).parent, token)
+        argv = components.agent_argv(child.kubeconfig, child.name, parent.server, token_file, 0)
         spawned[child.name] = time.monotonic()
         log = logs / f"{child.name}-agent.log"
         records.append(processes.start(f"bench/{child.name}", argv, log))
@@ -116,13 +117,53 @@ def real_agents(runs: int) -> list[float]:
     return samples
 
 
-async def simulated_agent(
-    index: int, bootstrap: KubeClient, config: ClusterConfig
-) -> tuple[float, float]:
-    """One registration the way the agent does it; (seconds to Ready, seconds to approval)."""
+@dataclass
+class SimulatedCluster:
+    """A simulated agent's registration: its own credentials and ManagedCluster."""
+
+    index: int
+    config: ClusterConfig  # the parent, with the token the approval gave this cluster
+    namespace: str
+    name: str
+    ready_after: float  # seconds from the request's creation to its Ready status written
+    approved_after: float
+
+
+def simulated_status(frequency: int = 180) -> dict[str, Any]:
+    """The status a healthy agent reports (a Ready condition, healthz, heartbeat time)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "k8sVersion": "v1.36.3",
+        "platform": "linux/amd64",
+        "healthz": True,
+        "livez": True,
+        "readyz": True,
+        "heartbeatFrequencySeconds": frequency,
+        "lastObservedTime": now,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "ManagedClusterReady",
+                "message": "managed cluster is ready.",
+                "lastTransitionTime": now,
+            }
+        ],
+    }
+
+
+async def register_simulated(
+    index: int,
+    bootstrap: KubeClient,
+    config: ClusterConfig,
+    prefix: str = "sim",
+    heartbeat: int = 180,
+) -> SimulatedCluster:
+    """One registration the way the agent does it, named ``<prefix>-<index>``."""
     started = time.monotonic()
     cluster_id = str(uuid.uuid4())
     name = f"clusternet-{cluster_id}"
+    cluster_name = f"{prefix}-{index}"
     await bootstrap.create(
         {
             "apiVersion": CLUSTERS,
@@ -132,10 +173,10 @@ async def simulated_agent(
                 "labels": {
                     known.CLUSTER_REGISTERED_BY_LABEL: known.CLUSTERNET_AGENT_NAME,
                     known.CLUSTER_ID_LABEL: cluster_id,
-                    known.CLUSTER_NAME_LABEL: f"sim-{index}",
+                    known.CLUSTER_NAME_LABEL: cluster_name,
                 },
             },
-            "spec": {"clusterId": cluster_id, "clusterName": f"sim-{index}", "syncMode": "Pull"},
+            "spec": {"clusterId": cluster_id, "clusterName": cluster_name, "syncMode": "Pull"},
         }
     )
     delay = 0.1
@@ -155,8 +196,8 @@ async def simulated_agent(
         token=base64.b64decode(status["token"]).decode(),
         ca_data=base64.b64decode(status["caCertificate"]),
     )
-    async with KubeClient(own, cluster=f"sim-{index}") as parent:
-        namespace = status["dedicatedNamespace"]
+    namespace = status["dedicatedNamespace"]
+    async with KubeClient(own, cluster=cluster_name) as parent:
         while True:
             try:
                 cluster = await parent.get(
@@ -165,27 +206,50 @@ async def simulated_agent(
                 break
             except NotFound:  # created just before the approval: visible a moment later
                 await asyncio.sleep(0.05)
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        cluster["status"] = {
-            "k8sVersion": "v1.36.3",
-            "platform": "linux/amd64",
-            "healthz": True,
-            "livez": True,
-            "readyz": True,
-            "heartbeatFrequencySeconds": 180,
-            "lastObservedTime": now,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "ManagedClusterReady",
-                    "message": "managed cluster is ready.",
-                    "lastTransitionTime": now,
-                }
-            ],
-        }
+        cluster["status"] = simulated_status(heartbeat)
         await parent.update_status(cluster)
-    return time.monotonic() - started, approved
+    return SimulatedCluster(
+        index,
+        own,
+        namespace,
+        status["managedClusterName"],
+        time.monotonic() - started,
+        approved,
+    )
+
+
+async def heartbeat(cluster: SimulatedCluster, every: float, stop: asyncio.Event) -> int:
+    """Report the simulated cluster's status every ``every`` seconds (as the agent's status
+    reporter does) until ``stop``; returns the number of reports."""
+    reports = 0
+    async with KubeClient(cluster.config, cluster=f"sim-{cluster.index}") as parent:
+        # Spread the fleet's reports over the period, as agents started at different times.
+        delay = every * ((cluster.index * 0.618) % 1.0)
+        while True:
+            try:
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+                return reports
+            except TimeoutError:
+                pass
+            await parent.patch(
+                CLUSTERS,
+                "ManagedCluster",
+                cluster.name,
+                {"status": simulated_status(int(every))},
+                namespace=cluster.namespace,
+                subresource="status",
+            )
+            reports += 1
+            delay = every
+
+
+async def simulated_agent(
+    index: int, bootstrap: KubeClient, config: ClusterConfig
+) -> tuple[float, float]:
+    """One registration the way the agent does it; (seconds to Ready, seconds to approval)."""
+    cluster = await register_simulated(index, bootstrap, config)
+    return cluster.ready_after, cluster.approved_after
 
 
 def cpu_seconds(pid: int) -> float:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +139,9 @@ def _feed(informer: Any, obj: dict[str, Any]) -> None:
             handler.on_add(obj)
 
 
-async def in_process(num_clusters: int, num_subs: int) -> dict[str, float]:
+async def in_process(
+    num_clusters: int, num_subs: int, samples: list[float] | None = None
+) -> dict[str, float]:
     client, recorder = _NoopClient(), _NoopRecorder()
     registry = in_tree_registry()
     handle = SchedulerHandle(client, recorder)  # type: ignore[arg-type]
@@ -161,6 +165,8 @@ async def in_process(num_clusters: int, num_subs: int) -> dict[str, float]:
         latencies.append(time.perf_counter() - t0)
     await scheduler.settle()
     elapsed = time.perf_counter() - started
+    if samples is not None:
+        samples.extend(latencies)
     return _summary(latencies, num_subs / elapsed)
 
 
@@ -168,7 +174,11 @@ async def in_process(num_clusters: int, num_subs: int) -> dict[str, float]:
 
 
 async def end_to_end(
-    kubeconfig: Path, num_clusters: int, num_subs: int, log: Path
+    kubeconfig: Path,
+    num_clusters: int,
+    num_subs: int,
+    log: Path,
+    samples: list[float] | None = None,
 ) -> dict[str, float]:
     """``kubeconfig``: the parent's own (single context), used by the scheduler too."""
     from clusternet.kube import AlreadyExists, KubeClient
@@ -247,6 +257,8 @@ async def end_to_end(
             last = max(bound_at.values())
             watcher.cancel()
             latencies = [bound_at[n] - created_at[n] for n in created_at]
+            if samples is not None:
+                samples.extend(latencies)
             return _summary(latencies, num_subs / (last - first))
         finally:
             scheduler.terminate()
@@ -262,10 +274,27 @@ async def end_to_end(
 def _summary(latencies: list[float], throughput: float) -> dict[str, float]:
     return {
         "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p90_ms": percentile(latencies, 0.9) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
         "per_s": throughput,
     }
+
+
+@contextlib.contextmanager
+def scheduler_parent(root: Path) -> Iterator[Path]:
+    """A parent with Clusternet's CRDs and nothing running against it (the end-to-end part
+    starts its own scheduler): yields the parent's own kubeconfig."""
+    from clusternet.local.environment import Options
+    from clusternet.local.testing import start_environment
+
+    with start_environment(root, Options(children=1, clusternet=False)) as env:
+        subprocess.run(
+            [sys.executable, "-m", "clusternet.cli.main", "install",
+             f"--kubeconfig={env.kubeconfig}", "--context=parent"],
+            check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
+        yield Path(env.state.cluster("parent").kubeconfig)
 
 
 def main() -> None:
@@ -279,23 +308,12 @@ def main() -> None:
     for n in args.clusters:
         rows.append(("in-process", n, asyncio.run(in_process(n, args.subscriptions))))
     if not args.no_e2e:
-        from clusternet.local.environment import Options
-        from clusternet.local.testing import start_environment
-
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            with start_environment(root, Options(children=1, clusternet=False)) as env:
-                subprocess.run(
-                    [sys.executable, "-m", "clusternet.cli.main", "install",
-                     f"--kubeconfig={env.kubeconfig}", "--context=parent"],
-                    check=True, capture_output=True, timeout=180,
-                )  # fmt: skip
-                parent = Path(env.state.cluster("parent").kubeconfig)
-                for n in args.clusters:
-                    result = asyncio.run(
-                        end_to_end(parent, n, args.subscriptions, root / f"scheduler-{n}.log")
-                    )
-                    rows.append(("end-to-end", n, result))
+        with tempfile.TemporaryDirectory() as tmp, scheduler_parent(Path(tmp)) as parent:
+            for n in args.clusters:
+                result = asyncio.run(
+                    end_to_end(parent, n, args.subscriptions, Path(tmp) / f"scheduler-{n}.log")
+                )
+                rows.append(("end-to-end", n, result))
 
     print(f"\n{args.subscriptions} Subscriptions")
     print(f"{'mode':<12} {'clusters':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'subs/s':>8}")
