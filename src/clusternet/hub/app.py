@@ -41,6 +41,7 @@ from clusternet.hub.authz import (
     SubjectAccessReviewer,
     verb_for_method,
 )
+from clusternet.hub.peers import PeerConfig, TunnelLeases
 from clusternet.hub.proxy import ClusterDirectory, SocketProxy, is_upgrade
 from clusternet.hub.shadow import ShadowAPI
 from clusternet.hub.shadow_discovery import BuiltinRefresher
@@ -99,8 +100,26 @@ class HubOptions:
     cleanup_apiservices: bool
     enable_tunnel_logging: bool
     peer_advertise_address: str
-    peer_port: int
+    peer_port: int | None
     peer_token: str
+    peer_client_cert_file: Path | None
+    peer_client_key_file: Path | None
+    peer_ca_file: Path | None
+
+    def peer_config(self) -> PeerConfig | None:
+        """None: a single replica (no --peer-advertise-address)."""
+        if not self.peer_advertise_address:
+            return None
+        port = self.peer_port or self.common.secure_port
+        address = self.peer_advertise_address
+        host = f"[{address}]" if ":" in address else address
+        return PeerConfig(
+            identity=f"{host}:{port}",
+            url=f"https://{host}:{port}",
+            client_cert_file=self.peer_client_cert_file,
+            client_key_file=self.peer_client_key_file,
+            ca_file=self.peer_ca_file,
+        )
 
     @property
     def socket_connection(self) -> bool:
@@ -164,10 +183,34 @@ def build_parser() -> argparse.ArgumentParser:
         "ShadowAPI) on a clean shutdown (only for the last replica).",
     )
     add_bool_flag(hub, "--enable-tunnel-logging", "Verbose tunnel logs.")
-    peers = parser.add_argument_group("peers (accepted; hub peering is not implemented)")
-    peers.add_argument("--peer-advertise-address", default="")
-    peers.add_argument("--peer-port", type=int, default=8123)
-    peers.add_argument("--peer-token", default="Cheugy")
+    peers = parser.add_argument_group('peers (several replicas; docs/hub.md, "Several replicas")')
+    peers.add_argument(
+        "--peer-advertise-address",
+        default="",
+        help="Address other hub replicas reach this one at; setting it turns on tunnel "
+        "Leases and forwarding of proxy requests between replicas.",
+    )
+    peers.add_argument(
+        "--peer-port",
+        type=int,
+        default=None,
+        help="Port peers reach this replica's secure port at (default: --secure-port).",
+    )
+    peers.add_argument("--peer-token", default="Cheugy", help="Accepted; unused.")
+    peers.add_argument(
+        "--peer-client-cert-file",
+        type=Path,
+        default=None,
+        help="Client certificate presented to peers: one the hubs trust for identity "
+        "headers (issued by the requestheader client CA, e.g. the front-proxy client's).",
+    )
+    peers.add_argument("--peer-client-key-file", type=Path, default=None)
+    peers.add_argument(
+        "--peer-ca-file",
+        type=Path,
+        default=None,
+        help="CA of the peers' serving certificates (default: not verified).",
+    )
     return parser
 
 
@@ -177,6 +220,8 @@ def parse_options(argv: Sequence[str] | None = None) -> HubOptions:
     common = common_options(args, parser)
     if common.secure_port is None or common.secure_port < 0:
         parser.error("--secure-port must be a port: the hub serves its API there")
+    if (args.peer_client_cert_file is None) != (args.peer_client_key_file is None):
+        parser.error("--peer-client-cert-file and --peer-client-key-file go together")
     if (args.tls_cert_file is None) != (args.tls_private_key_file is None):
         parser.error("--tls-cert-file and --tls-private-key-file go together")
     requestheader = None
@@ -203,6 +248,9 @@ def parse_options(argv: Sequence[str] | None = None) -> HubOptions:
         peer_advertise_address=args.peer_advertise_address,
         peer_port=args.peer_port,
         peer_token=args.peer_token,
+        peer_client_cert_file=args.peer_client_cert_file,
+        peer_client_key_file=args.peer_client_key_file,
+        peer_ca_file=args.peer_ca_file,
     )
 
 
@@ -227,8 +275,6 @@ async def run_hub(options: HubOptions, component: Component) -> None:
         import logging
 
         logging.getLogger("clusternet.tunnel").setLevel(logging.DEBUG)
-    if options.peer_advertise_address:
-        log.warning("hub peering is not implemented: tunnels are reachable on this replica only")
     kubeconfig = options.common.kubeconfig
     async with contextlib.AsyncExitStack() as stack:
         parent = await stack.enter_async_context(
@@ -250,7 +296,13 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             parent, InformerKey(f"{known.CLUSTERS_GROUP}/v1beta1", "ManagedCluster")
         )
         clusters = ClusterDirectory(informer)
-        proxy = SocketProxy(tunnels, clusters, authentication.requestheader)
+        peer_config = options.peer_config()
+        peers = TunnelLeases(parent, peer_config) if peer_config is not None else None
+        if peers is not None and peer_config is not None:
+            leases = peers.informer
+            component.health.add_readiness_check("tunnel-leases-synced", lambda: leases.has_synced)
+            log.info("peering with other hub replicas", identity=peer_config.identity)
+        proxy = SocketProxy(tunnels, clusters, authentication.requestheader, peers=peers)
         informer.add_event_handler(
             on_delete=lambda obj: proxy.forget(
                 (obj.get("metadata", {}).get("labels") or {}).get(known.CLUSTER_ID_LABEL, "")
@@ -274,6 +326,7 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             proxy=proxy,
             health=component.health,
             socket_connection=options.socket_connection,
+            peers=peers,
         )
         refresher: BuiltinRefresher | None = None
         apiservices: Informer | None = None
@@ -295,6 +348,8 @@ async def run_hub(options: HubOptions, component: Component) -> None:
         runner = web.AppRunner(hub.application(), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         informer.start()
+        if peers is not None:
+            peers.informer.start()
         try:
             await web.TCPSite(
                 runner, options.common.bind_address, options.common.secure_port, ssl_context=tls
@@ -313,6 +368,10 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             await tunnels.close()
             await runner.cleanup()
             await proxy.aclose()
+            if peers is not None:
+                await peers.aclose()
+                await peers.informer.stop()
+                peers.informer.close()
             await informer.stop()
             informer.close()
             if crds is not None:
@@ -432,7 +491,9 @@ class Hub:
         proxy: SocketProxy,
         health: HealthChecks,
         socket_connection: bool,
+        peers: TunnelLeases | None = None,
     ) -> None:
+        self.peers = peers
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.tunnels = tunnels
@@ -542,7 +603,10 @@ class Hub:
                 f"sockets/{cluster_id} only accepts the websocket upgrade of the cluster's agent",
                 details=socket_details(cluster_id),
             )
-        return await self.tunnels.handle(request, cluster_id)
+        if self.peers is None:
+            return await self.tunnels.handle(request, cluster_id)
+        async with self.peers.holding(cluster_id):
+            return await self.tunnels.handle(request, cluster_id)
 
 
 def _peer_certificate(request: web.Request) -> bytes | None:

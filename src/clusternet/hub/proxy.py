@@ -37,6 +37,7 @@ from multidict import CIMultiDict
 
 from clusternet.apis import known
 from clusternet.hub.authn import RequestHeaderConfig, UserInfo, is_identity_header
+from clusternet.hub.peers import FORWARDED_HEADER, TunnelLeases, peer_headers
 from clusternet.hub.status import socket_details, status_response
 from clusternet.runtime import Informer
 from clusternet.tunnel import TunnelServer, TunnelTransport
@@ -80,6 +81,7 @@ _RELAY_CHUNK = 64 * 1024
 # Answers up to this size (with a Content-Length) are read whole and sent in one write.
 _WHOLE_BODY_LIMIT = 1024 * 1024
 _CLIENT_BUFFER_LIMIT = 256 * 1024
+_FORWARDED_LOWER = FORWARDED_HEADER.lower()
 
 
 class InvalidProxyPath(ValueError):
@@ -192,6 +194,8 @@ def forwarded_request_headers(
         lowered = name.lower()
         if lowered in _HOP_BY_HOP or lowered in named_hop or lowered == "authorization":
             continue
+        if lowered == _FORWARDED_LOWER:  # between replicas only; set again by _forward
+            continue
         if is_identity_header(name, requestheader):
             continue
         forwarded.append((name, value))
@@ -248,7 +252,9 @@ class SocketProxy:
         *,
         connect_timeout: float = 30.0,
         response_header_timeout: float = 90.0,
+        peers: TunnelLeases | None = None,
     ) -> None:
+        self._peers = peers
         self._tunnels = tunnels
         self._clusters = clusters
         self._requestheader = requestheader
@@ -273,6 +279,13 @@ class SocketProxy:
     async def handle(
         self, request: web.Request, cluster_id: str, rest: str, user: UserInfo
     ) -> web.StreamResponse:
+        if (
+            self._peers is not None
+            and not self._tunnels.is_connected(cluster_id)
+            and FORWARDED_HEADER not in request.headers  # forwarded once at most
+            and (peer := self._peers.peer_url(cluster_id)) is not None
+        ):
+            return await self._forward(request, cluster_id, peer, user)
         try:
             target = self._target(cluster_id, rest)
             credentials = credentials_from_extra(user.extra)
@@ -316,6 +329,50 @@ class SocketProxy:
                 return await self._relay(request, response)
             finally:
                 await response.aclose()
+
+    async def _forward(
+        self, request: web.Request, cluster_id: str, peer: str, user: UserInfo
+    ) -> web.StreamResponse:
+        """Relay to the replica that holds the cluster's tunnel, as the aggregator would
+        (front-proxy client certificate, the caller's identity in ``X-Remote-*``)."""
+        assert self._peers is not None
+        log.debug("forwarding to the replica holding the tunnel", cluster=cluster_id, peer=peer)
+        headers = peer_headers(
+            forwarded_request_headers(
+                CIMultiDict(request.headers), self._requestheader, ChildCredentials()
+            ),
+            user.name,
+            user.groups,
+            user.extra,
+        )
+        query = request.rel_url.raw_query_string
+        url = f"{peer.rstrip('/')}{request.rel_url.raw_path}" + (f"?{query}" if query else "")
+        client = self._peers.client()
+        upstream = client.build_request(
+            request.method,
+            url,
+            headers=headers,
+            content=_body(request) if request.body_exists else None,
+        )
+        for name in _CLIENT_DEFAULT_HEADERS:
+            if name not in request.headers:
+                del upstream.headers[name]
+        try:
+            async with asyncio.timeout(self._response_header_timeout):
+                response = await client.send(upstream, stream=True)
+        except (TimeoutError, httpx2.TransportError) as err:
+            return status_response(
+                503,
+                f"cannot reach the hub replica {peer} that holds the tunnel of cluster "
+                f"{cluster_id}: {err or type(err).__name__}",
+                details=socket_details(cluster_id),
+            )
+        try:
+            if response.status_code == 101:
+                return await self._splice(request, response)
+            return await self._relay(request, response)
+        finally:
+            await response.aclose()
 
     def _target(self, cluster_id: str, rest: str) -> ProxyTarget:
         cluster = self._clusters.get(cluster_id)
