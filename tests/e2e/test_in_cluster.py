@@ -32,8 +32,8 @@ NAMESPACE = "clusternet-system"
 RELEASE = "clusternet"
 
 
-def chart_rbac(chart: str) -> str:
-    """The ServiceAccount and RBAC objects the chart would install."""
+def chart_rbac(chart: str, *values: str) -> str:
+    """The ServiceAccount and RBAC objects the chart would install (``values``: --set k=v)."""
     helm = Toolbox().locate("helm")
     if helm is None:
         pytest.skip("helm is not built: run `clusternet local build`")
@@ -41,20 +41,23 @@ def chart_rbac(chart: str) -> str:
         [
             str(helm), "template", RELEASE, str(CHARTS / chart), "--namespace", NAMESPACE,
             "--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml",
+            *(arg for value in values for arg in ("--set", value)),
         ],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return rendered.stdout
 
 
-def pod_filesystem(c: Clusters, chart: str, folder: Path) -> dict[str, str]:
-    """Install ``chart``'s ServiceAccount + RBAC and lay out what the kubelet would mount;
-    returns the Pod's environment."""
-    parent = c.kubectl("parent")
-    parent.apply(chart_rbac(chart))
+def pod_filesystem(
+    c: Clusters, chart: str, folder: Path, cluster: str = "parent", *values: str
+) -> dict[str, str]:
+    """Install ``chart``'s ServiceAccount + RBAC in ``cluster`` and lay out what the kubelet
+    would mount there; returns the Pod's environment."""
+    kubectl = c.kubectl(cluster)
+    kubectl.apply(chart_rbac(chart, *values))
     account = f"{RELEASE}-{chart}"
-    token = parent("create", "token", account, "-n", NAMESPACE, "--duration=1h").stdout.strip()
-    config = load_kubeconfig(c.state.cluster("parent").kubeconfig)
+    token = kubectl("create", "token", account, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+    config = load_kubeconfig(c.state.cluster(cluster).kubeconfig)
     assert config.ca_data is not None
     folder.mkdir(parents=True)
     (folder / "token").write_text(token)
@@ -174,3 +177,47 @@ def test_scheduler_and_controller_manager_in_cluster_mode(
         }
         assert holders.get("clusternet-scheduler")
         assert holders.get("clusternet-controller-manager")
+
+
+def test_agent_in_cluster_mode_registers_and_reports(clusters: Clusters, tmp_path: Path) -> None:
+    """The agent of child1 replaced by one with the agent chart's ServiceAccount in child1:
+    it keeps the cluster's identity (its Lease) and reports the cluster Ready again."""
+    c = clusters
+    child = c.children[0]
+    parent_url = c.state.cluster("parent").server
+    token = c.state.bootstrap_token
+    assert token is not None
+    env = pod_filesystem(
+        c, "clusternet-agent", tmp_path / "agent-sa", child,
+        f"parent.url={parent_url}", f"registrationToken.value={token}",
+    )  # fmt: skip
+    token_file = tmp_path / "registration" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(token)
+    kc = c.kubectl("parent")
+    c.env.stop_process(f"{child}/clusternet-agent")
+    before = c.managed_clusters()[child]  # the last word of the stopped agent
+    with component(
+        "clusternet.agent", env, tmp_path / "agent.log",
+        f"--cluster-reg-parent-url={parent_url}", f"--cluster-reg-token-file={token_file}",
+        f"--cluster-reg-name={child}", "--cluster-status-update-frequency=2s",
+        "--feature-gates=AppPusher=true,SocketConnection=true",
+    ):  # fmt: skip
+
+        def reported() -> bool:
+            now = c.managed_clusters().get(child) or {}
+            status = now.get("status") or {}
+            ready = any(
+                cond.get("type") == "Ready" and cond.get("status") == "True"
+                for cond in status.get("conditions") or ()
+            )
+            return ready and status.get("lastObservedTime", "") > (before.get("status") or {}).get(
+                "lastObservedTime", ""
+            )
+
+        wait_until(reported, "the in-cluster agent's heartbeat", timeout=120)
+        after = c.managed_clusters()[child]
+        # Same cluster (the ID is the agent Lease's UID in the child), not a new registration.
+        assert after["spec"]["clusterId"] == before["spec"]["clusterId"]
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert len(kc.json("get", "managedclusters", "-A")["items"]) == len(c.children)
