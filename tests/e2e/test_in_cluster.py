@@ -221,3 +221,59 @@ def test_agent_in_cluster_mode_registers_and_reports(clusters: Clusters, tmp_pat
         assert after["spec"]["clusterId"] == before["spec"]["clusterId"]
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
         assert len(kc.json("get", "managedclusters", "-A")["items"]) == len(c.children)
+
+
+def test_hub_in_cluster_mode_serves_behind_the_aggregator(
+    clusters: Clusters, tmp_path: Path
+) -> None:
+    """The environment's hub replaced by one with the hub chart's ServiceAccount (same port,
+    same serving certificate): the parent's aggregator reaches it and the shadow API stores
+    templates with its credentials."""
+    c = clusters
+    env = pod_filesystem(c, "clusternet-hub", tmp_path / "hub-sa")
+    (record,) = [p for p in c.state.processes if p.name == "parent/clusternet-hub"]
+    args = [a for a in record.argv[3:] if not a.startswith("--kubeconfig=")]
+    c.env.stop_process("parent/clusternet-hub")
+    kc = c.kubectl("parent")
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    shadow = f"/apis/shadow/v1alpha1/namespaces/{namespace}/configmaps"
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "from-the-pod", "namespace": namespace},
+        "data": {"served": "in-cluster"},
+    }
+    try:
+        with component("clusternet.hub", env, tmp_path / "hub.log", *args):
+            wait_until(
+                lambda: kc("get", "--raw", "/apis/shadow/v1alpha1", check=False).returncode == 0,
+                "the in-cluster hub behind the aggregator",
+                timeout=120,
+            )
+            wait_until(
+                lambda: (
+                    kc(
+                        "create",
+                        "--raw",
+                        shadow,
+                        "-f",
+                        "-",
+                        input=json.dumps(configmap),
+                        check=False,
+                    ).returncode
+                    == 0
+                ),
+                "a template stored through the in-cluster hub",
+                timeout=60,
+            )
+            stored = json.loads(kc("get", "--raw", f"{shadow}/from-the-pod").stdout)
+            assert stored["data"] == {"served": "in-cluster"}
+            manifests = kc.json("get", "manifests", "-n", "clusternet-reserved")["items"]
+            assert f"configmaps.{namespace}.from-the-pod" in {
+                m["metadata"]["name"] for m in manifests
+            }
+            # Everything the hub reads is allowed by the chart's RBAC (a missing rule shows as
+            # a list/watch retry in its log; the APIService rule was missing once).
+            assert "forbidden" not in (tmp_path / "hub.log").read_text().lower()
+    finally:
+        c.env.start_process("parent/clusternet-hub")
