@@ -15,7 +15,7 @@ import pytest
 
 from clusternet.local._rest import APIError, RestClient
 from clusternet.local.pki import PKI
-from clusternet.local.testing import Clusters
+from clusternet.local.testing import Clusters, Kubectl, wait_until
 
 
 def test_deployment_becomes_ready_on_kwok_nodes(clusters: Clusters, namespace: str) -> None:
@@ -188,7 +188,17 @@ def test_apiservice_behind_externalname_localhost_becomes_available(
         kubectl("wait", "--for=condition=Available", f"apiservice/{apiservice}", "--timeout=90s")
         served = json.loads(kubectl("get", "--raw", f"/apis/{group}/v1alpha1").stdout)
         assert served["resources"][0]["kind"] == "Widget"
+        # The hub's shadow API mirrors an aggregated API registered after it started ...
+        wait_until(lambda: "widgets" in shadow_resources(kubectl), "shadow mirrors widgets")
     finally:
         # An unavailable aggregated API blocks namespace deletion: remove it first.
         kubectl("delete", "apiservice", apiservice, "--ignore-not-found")
         kubectl("delete", "service", "-n", "default", "test-aggregated", "--ignore-not-found")
+    # ... and forgets it when it goes, even while the parent's discovery still lists it
+    # (a stale "widgets" once took the plural from a CRD created later).
+    wait_until(lambda: "widgets" not in shadow_resources(kubectl), "shadow forgets widgets")
+
+
+def shadow_resources(parent: Kubectl) -> set[str]:
+    listed = json.loads(parent("get", "--raw", "/apis/shadow/v1alpha1").stdout)
+    return {r["name"] for r in listed["resources"]}

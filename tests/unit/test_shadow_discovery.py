@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from clusternet.hub.shadow_discovery import BuiltinRefresher, changes_discovery
+from clusternet.hub.shadow_discovery import (
+    BuiltinRefresher,
+    agreeing_with_apiservices,
+    changes_discovery,
+)
 from clusternet.hub.shadow_resources import ResourceTable, builtin_resources
 from clusternet.kube import APIResource
 
@@ -95,3 +99,81 @@ async def test_events_coalesce_into_one_walk() -> None:
         await refresher.stop()
     assert parent.mapper.walks == 1
     assert table.get("deployments") is not None
+
+
+def local_apiservice(group: str, version: str = "v1") -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{version}.{group}"},
+        "spec": {"group": group, "version": version, "service": None},
+        "status": {"conditions": [{"type": "Available", "status": "True"}]},
+    }
+
+
+def test_a_removed_aggregated_api_that_discovery_still_lists_is_dropped() -> None:
+    # discovery lags the APIService delete; the store already lost it
+    discovered = [res("apps", "Deployment", "deployments"), res("x.io", "Gizmo", "gizmos")]
+    kept, missing = agreeing_with_apiservices(discovered, [local_apiservice("apps")])
+    assert [r.plural for r in kept] == ["deployments"]
+    assert missing == set()
+
+
+def test_an_unavailable_aggregated_api_is_dropped() -> None:
+    discovered = [res("apps", "Deployment", "deployments"), res("x.io", "Gizmo", "gizmos")]
+    store = [local_apiservice("apps"), apiservice("False")]
+    kept, _ = agreeing_with_apiservices(discovered, store)
+    assert [r.plural for r in kept] == ["deployments"]
+
+
+def test_an_available_aggregated_api_not_yet_discovered_is_missing() -> None:
+    discovered = [res("apps", "Deployment", "deployments")]
+    kept, missing = agreeing_with_apiservices(
+        discovered, [local_apiservice("apps"), apiservice("True")]
+    )
+    assert [r.plural for r in kept] == ["deployments"]
+    assert missing == {("x.io", "v1")}
+
+
+def test_an_unlisted_store_vouches_for_everything() -> None:
+    discovered = [res("x.io", "Gizmo", "gizmos")]
+    assert agreeing_with_apiservices(discovered, []) == (discovered, set())
+
+
+class LaggingMapper(FakeMapper):
+    """Discovery that lists ``late`` only from its second walk on."""
+
+    def __init__(self, resources: list[APIResource], late: APIResource) -> None:
+        super().__init__(resources)
+        self.late = late
+
+    async def refresh(self) -> None:
+        await super().refresh()
+        if self.walks == 2:
+            self.resources.append(self.late)
+
+
+async def test_the_walk_repeats_until_discovery_catches_up() -> None:
+    parent = FakeParent([])
+    parent.mapper = LaggingMapper(
+        [res("apps", "Deployment", "deployments")], res("x.io", "Gizmo", "gizmos")
+    )
+    table = ResourceTable({}, list)
+    store = [local_apiservice("apps"), apiservice("True")]
+    changed = asyncio.Event()
+    refresher = BuiltinRefresher(
+        parent,  # type: ignore[arg-type]
+        table,
+        lambda: (),
+        changed.set,
+        apiservices=lambda: store,
+    )
+    refresher.on_add(apiservice("True"))
+    refresher.start()
+    try:
+        async with asyncio.timeout(5):
+            while table.get("gizmos") is None:
+                await changed.wait()
+                changed.clear()
+    finally:
+        await refresher.stop()
+    assert parent.mapper.walks == 2  # one missed x.io, the next one (no event) found it
+    assert refresher.missing == set()

@@ -335,10 +335,14 @@ async def run_hub(options: HubOptions, component: Component) -> None:
             shadow_table = await _shadow_resource_table(parent, crds)
             shadow_api = hub.enable_shadow(parent, shadow_table, options.reserved_namespace)
             # Aggregated APIs that come and go after the start (docs/shadow.md).
-            refresher = BuiltinRefresher(
-                parent, shadow_table, partial(_crd_groups, crds), shadow_api.schemas.invalidate
-            )
             apiservices = Informer(parent, InformerKey("apiregistration.k8s.io/v1", "APIService"))
+            refresher = BuiltinRefresher(
+                parent,
+                shadow_table,
+                partial(_crd_groups, crds),
+                shadow_api.schemas.invalidate,
+                partial(_listed, apiservices),
+            )
             apiservices.add_event_handler(
                 refresher.on_add, refresher.on_update, refresher.on_delete
             )
@@ -381,6 +385,11 @@ async def run_hub(options: HubOptions, component: Component) -> None:
                 await refresher.stop()
                 await apiservices.stop()
                 apiservices.close()
+
+
+def _listed(informer: Informer) -> list[dict[str, Any]]:
+    """The informer's objects once it has listed them, nothing before."""
+    return informer.store.list() if informer.has_synced else []
 
 
 def _crd_groups(crds: Informer) -> set[str]:
