@@ -63,8 +63,10 @@ class StatusReporter:
         label_prefixes: tuple[str, ...],
         label_threshold: float,
         environ: Mapping[str, str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._child = child
+        self._clock = clock
         self._parent = parent
         self._registration = registration
         self._nodes = nodes
@@ -133,7 +135,10 @@ class StatusReporter:
                 cidrs=self._cidrs,
                 settings=self._settings,
                 previous_conditions=current.get("conditions") or [],
-                now=observation.observed_at,
+                # The heartbeat is this write, not the last collection: with an update period
+                # shorter than the collect period, lastObservedTime would otherwise lag by up
+                # to a collect period and the cluster flap Unknown (3 missed heartbeats).
+                now=self._clock(),
             )
             try:
                 await self._parent.update_status(
