@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import selectors
-import signal
 import ssl
 import subprocess
 import sys
@@ -336,7 +335,7 @@ def test_restarting_the_hub_and_killing_an_agent(tmp_path: Path) -> None:
         via = via_hub(clusters, "child1", tmp_path)
         assert "namespace/kube-system" in via("get", "ns", "-o", "name").stdout.split()
 
-        os.kill(agent.pid, signal.SIGKILL)
+        env.kill_process("child1/clusternet-agent")  # SIGKILL, supervisor included
         killed = time.monotonic()
         message = wait_until(
             lambda: _disconnected_message(parent, child_id), "the disconnected error", timeout=30

@@ -16,7 +16,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
@@ -32,6 +32,7 @@ from clusternet.local.binaries import Toolbox
 from clusternet.local.pki import PKI, write_private
 
 PARENT = "parent"
+HUB_PROCESS = f"{PARENT}/clusternet-hub"
 STATE_FILE = "state.json"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 # Kubernetes quantities as accepted on the command line (e.g. 8, 500m, 32Gi, 1e3).
@@ -65,6 +66,10 @@ class Options:
     # --cluster-sync-mode of each child's agent, in order (Push, Pull or Dual); children
     # past the end of the tuple use Dual.
     sync_modes: tuple[str, ...] = ()
+    # Flags appended to a Clusternet process's command line, by process name (e.g.
+    # "parent/clusternet-scheduler", "child2/clusternet-agent"); a repeated flag overrides
+    # the default.  For tests that need shorter leases or a relay in front of the parent.
+    extra_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.children < 1:
@@ -274,7 +279,7 @@ class LocalEnvironment:
 
             if options.clusternet:
                 phase = time.monotonic()
-                self._start_clusternet(pki, options.timeout, options.sync_modes)
+                self._start_clusternet(pki, options.timeout, options.sync_modes, options.extra_args)
                 timings["clusternet"] = time.monotonic() - phase
 
             self._write_merged_kubeconfig(pki)
@@ -580,8 +585,20 @@ class LocalEnvironment:
 
     # clusternet -------------------------------------------------------------
 
-    def _start_clusternet(self, pki: PKI, timeout: float, sync_modes: tuple[str, ...] = ()) -> None:
+    def _start_clusternet(
+        self,
+        pki: PKI,
+        timeout: float,
+        sync_modes: tuple[str, ...] = (),
+        extra_args: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         state = self._require_state()
+
+        def start(name: str, argv: list[str]) -> processes.ProcessRecord:
+            argv = [*argv, *(extra_args or {}).get(name, ())]
+            # restarted when they exit (a lost Lease), as their Deployments would be
+            return self._record(processes.start(name, argv, self._logs(name), supervised=True))
+
         parent = state.cluster(PARENT)
         self.log("installing clusternet (CRDs, namespaces, RBAC)")
         self._parallel(
@@ -596,18 +613,18 @@ class LocalEnvironment:
                 state.bootstrap_token, parent.server, pki.ca_cert.read_bytes()
             ),
         )
-        hub = self._start_hub(pki, parent, timeout)
+        hub = self._start_hub(pki, parent, timeout, (extra_args or {}).get(HUB_PROCESS, ()))
         name = f"{PARENT}/clusternet-controller-manager"
         self.log("starting clusternet-controller-manager")
         # helm installs HelmReleases (pushed and pulled); built by `clusternet local build`.
         helm_path = self.toolbox.locate("helm")
         helm_binary = str(helm_path) if helm_path else None
         argv = components.controller_manager_argv(parent.kubeconfig, free_port(), helm_binary)
-        watched = [hub, self._record(processes.start(name, argv, self._logs(name)))]
+        watched = [hub, start(name, argv)]
         name = f"{PARENT}/clusternet-scheduler"
         self.log("starting clusternet-scheduler")
         argv = components.scheduler_argv(parent.kubeconfig, free_port())
-        watched.append(self._record(processes.start(name, argv, self._logs(name))))
+        watched.append(start(name, argv))
         for index, child in enumerate(state.children):
             name = f"{child.name}/clusternet-agent"
             self.log(f"starting clusternet-agent of {child.name}")
@@ -620,7 +637,7 @@ class LocalEnvironment:
                 sync_mode=sync_modes[index] if index < len(sync_modes) else "Dual",
                 helm_binary=helm_binary,
             )
-            watched.append(self._record(processes.start(name, argv, self._logs(name))))
+            watched.append(start(name, argv))
         self._save_state()
         wanted = {c.name for c in state.children}
 
@@ -639,16 +656,18 @@ class LocalEnvironment:
 
         _wait(connected, timeout, hub, "every agent's tunnel to reach its child through the hub")
 
-    def _start_hub(self, pki: PKI, parent: ClusterState, timeout: float) -> processes.ProcessRecord:
+    def _start_hub(
+        self, pki: PKI, parent: ClusterState, timeout: float, extra_args: Sequence[str] = ()
+    ) -> processes.ProcessRecord:
         """clusternet-hub on a free port, registered with the parent's aggregator."""
-        name = f"{PARENT}/{components.HUB_SERVICE}"
+        name = HUB_PROCESS
         cert, key = pki.serving_cert_for_service(
             pki.root, components.HUB_SERVICE, components.HUB_SERVICE, "clusternet-system"
         )
         port = free_port()
         self.log(f"starting clusternet-hub on 127.0.0.1:{port}")
-        argv = components.hub_argv(parent.kubeconfig, port, cert, key)
-        record = self._record(processes.start(name, argv, self._logs(name)))
+        argv = [*components.hub_argv(parent.kubeconfig, port, cert, key), *extra_args]
+        record = self._record(processes.start(name, argv, self._logs(name), supervised=True))
         self._save_state()
         client = self.client(parent)
         components.register_hub(client, port, pki.ca_cert.read_bytes())
@@ -692,13 +711,26 @@ class LocalEnvironment:
         """Stop one process (e.g. ``child1/kube-apiserver``) to simulate an outage."""
         processes.stop([self._live_state_process(name)])
 
-    def start_process(self, name: str, timeout: float = 120.0) -> None:
-        """Start a stopped process again with the same flags (and port), and wait for it."""
+    def kill_process(self, name: str) -> None:
+        """SIGKILL one process: no shutdown code runs (no Lease released, nothing flushed)."""
+        processes.kill(self._live_state_process(name))
+
+    def process_running(self, name: str) -> bool:
+        return self._live_state_process(name).alive()
+
+    def start_process(
+        self, name: str, timeout: float = 120.0, argv: Sequence[str] | None = None
+    ) -> None:
+        """Start a stopped process again with the same flags (and port), or with ``argv``
+        (kept for later restarts), and wait for it."""
         state = self._require_state()
         record = self._live_state_process(name)
         if record.alive():
             raise LocalEnvironmentError(f"{name} is already running (pid {record.pid})")
-        state.processes.append(processes.start(name, record.argv, Path(record.log)))
+        command = list(argv) if argv is not None else record.argv
+        state.processes.append(
+            processes.start(name, command, Path(record.log), supervised=record.supervised)
+        )
         self._save_state()
         if name.endswith("/kube-apiserver"):
             cluster = state.cluster(name.split("/")[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -38,6 +39,8 @@ class ProcessRecord:
     start_ticks: int
     argv: list[str]
     log: str
+    # run under clusternet.local.supervise (restarted when it exits); argv is the component's
+    supervised: bool = False
 
     def alive(self) -> bool:
         """True while the very process that was started is still running."""
@@ -79,11 +82,18 @@ def start(
     log_file: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    *,
+    supervised: bool = False,
 ) -> ProcessRecord:
+    """Start ``argv`` detached, output to ``log_file``; ``supervised`` runs it under
+    :mod:`clusternet.local.supervise`, which starts it again whenever it exits."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = list(argv)
+    if supervised:
+        command = [sys.executable, "-m", "clusternet.local.supervise", name, "--", *command]
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
-            list(argv),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -95,9 +105,9 @@ def start(
     ticks = _start_ticks(proc.pid)
     if ticks is None:  # exited at once
         code = proc.wait()
-        record = ProcessRecord(name, proc.pid, -1, list(argv), str(log_file))
+        record = ProcessRecord(name, proc.pid, -1, list(argv), str(log_file), supervised)
         raise ProcessExitedError(record, code)
-    return ProcessRecord(name, proc.pid, ticks, list(argv), str(log_file))
+    return ProcessRecord(name, proc.pid, ticks, list(argv), str(log_file), supervised)
 
 
 def exit_code(record: ProcessRecord) -> int | None:
@@ -142,8 +152,29 @@ def stop(records: Sequence[ProcessRecord], grace: float = 10.0) -> list[str]:
     return [r.name for r in running]
 
 
+def kill(record: ProcessRecord) -> bool:
+    """SIGKILL the process (its whole session) with no warning, as a crash or an OOM kill
+    would; wait until it is gone.  Returns whether it was running."""
+    if not record.alive():
+        return False
+    _signal(record, signal.SIGKILL)
+    proc = _CHILDREN.pop(record.pid, None)
+    if proc is not None:
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    deadline = time.monotonic() + 5
+    while record.alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return True
+
+
 def _signal(record: ProcessRecord, sig: signal.Signals) -> None:
     if not record.alive():
+        return
+    if record.supervised and sig != signal.SIGKILL:
+        # The supervisor passes it on: signalling the group too would deliver it twice.
+        with suppress(ProcessLookupError):
+            os.kill(record.pid, sig)
         return
     try:
         # The process leads its own session and group: signal the group so helpers it

@@ -8,11 +8,14 @@ break a control plane start an environment of their own with :func:`start_enviro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +28,7 @@ import pytest
 
 from clusternet.apis import known
 from clusternet.local.binaries import Toolbox
-from clusternet.local.environment import LocalEnvironment, Options, State
+from clusternet.local.environment import LocalEnvironment, Options, State, free_port
 
 T = TypeVar("T")
 
@@ -136,6 +139,83 @@ def kubectl_binary() -> str:
     if found is None:
         raise RuntimeError("kubectl is not installed (the real-cluster tests drive it)")
     return str(found)
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 for network faults: it spreads connections over ``backends``
+    in turn, skipping one that refuses (a stopped replica), like a Service in front of
+    several pods; :meth:`cut` drops every connection and refuses new ones, as a broken link
+    would, and :meth:`heal` listens again on the same port."""
+
+    def __init__(self, backends: Sequence[int]) -> None:
+        self.backends = list(backends)
+        self.port = free_port()
+        self._turn = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        self.heal()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def cut(self) -> None:
+        """Close the listener and every relayed connection (both sides see a reset)."""
+        self._call(self._cut())
+
+    def heal(self) -> None:
+        self._call(self._listen())
+
+    def _call(self, coroutine: Any) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _listen(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._connections):
+            writer.transport.abort()
+        self._connections.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        backends = list(self.backends)
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        for _ in range(len(backends)):
+            port = backends[self._turn % len(backends)]
+            self._turn += 1
+            with contextlib.suppress(OSError):
+                upstream = await asyncio.open_connection("127.0.0.1", port)
+                break
+        if upstream is None or self._server is None:
+            writer.transport.abort()
+            if upstream is not None:
+                upstream[1].transport.abort()
+            return
+        self._connections.update((writer, upstream[1]))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        try:
+            await asyncio.gather(pump(reader, upstream[1]), pump(upstream[0], writer))
+        finally:
+            self._connections.difference_update((writer, upstream[1]))
 
 
 @contextmanager
