@@ -32,6 +32,7 @@ from clusternet.runtime import (
     Result,
     SharedInformerFactory,
     WorkQueue,
+    default_controller_rate_limiter,
     object_key,
     run_workers,
 )
@@ -39,6 +40,7 @@ from clusternet.runtime import (
 log = structlog.get_logger(__name__)
 
 NAME: Final = "helmpusher"
+PUSH_RETRY_CAP: Final = 30.0  # seconds
 APPS_API_VERSION: Final = f"{GROUP}/{VERSION}"
 CLUSTERS_API_VERSION: Final = f"{known.CLUSTERS_GROUP}/v1beta1"
 _BY_NAMESPACE: Final = "namespace"
@@ -57,7 +59,13 @@ class HelmPusher:
         self.client = client
         self.recorder = recorder
         self.sync = ReleaseSync(client, recorder, helm)
-        self.queue: WorkQueue[str] = WorkQueue(NAME, registry=registry)
+        # A child that is away fails every push: retry at least every 30 s, so that work
+        # resumes soon after it is back (client-go's 1000 s cap would leave it idle).
+        self.queue: WorkQueue[str] = WorkQueue(
+            NAME,
+            rate_limiter=default_controller_rate_limiter(max_delay=PUSH_RETRY_CAP),
+            registry=registry,
+        )
         self.releases = informers.informer(APPS_API_VERSION, "HelmRelease")
         self.clusters = informers.informer(CLUSTERS_API_VERSION, "ManagedCluster")
         self.secrets = informers.informer(

@@ -34,6 +34,7 @@ from clusternet.deployer import (
     is_generic,
     push_decision,
 )
+from clusternet.deployer.deferred import DEFERRED_OFFLOAD_LABEL, sweep
 from clusternet.kube import ClusterConfig, Impersonation, KubeClient, Object
 from clusternet.runtime import (
     DeletedFinalStateUnknown,
@@ -41,6 +42,7 @@ from clusternet.runtime import (
     Result,
     SharedInformerFactory,
     WorkQueue,
+    default_controller_rate_limiter,
     last_state,
     object_key,
     run_workers,
@@ -49,6 +51,8 @@ from clusternet.runtime import (
 log = structlog.get_logger(__name__)
 
 NAME: Final = "pusher"
+PUSH_RETRY_CAP: Final = 30.0  # seconds
+_SWEEP: Final = "sweep:"  # queue key prefix: deferred offloads of a cluster's namespace
 APPS_API_VERSION: Final = f"{GROUP}/{VERSION}"
 CLUSTERS_API_VERSION: Final = f"{known.CLUSTERS_GROUP}/v1beta1"
 SOCKETS_PATH: Final = f"/apis/{known.PROXIES_GROUP}/v1alpha1/sockets"
@@ -105,12 +109,23 @@ class Pusher:
     ) -> None:
         self.client = client
         self.sync = DescriptionSync(client, recorder)
-        self.queue: WorkQueue[str] = WorkQueue(NAME, registry=registry)
+        # A child that is away fails every push: retry at least every 30 s, so that work
+        # resumes soon after it is back (client-go's 1000 s cap would leave it idle).
+        self.queue: WorkQueue[str] = WorkQueue(
+            NAME,
+            rate_limiter=default_controller_rate_limiter(max_delay=PUSH_RETRY_CAP),
+            registry=registry,
+        )
         self.descriptions = informers.informer(APPS_API_VERSION, "Description")
         self.clusters = informers.informer(CLUSTERS_API_VERSION, "ManagedCluster")
         self.secrets = informers.informer(
             "v1", "Secret", field_selector=f"metadata.name={known.CHILD_CLUSTER_SECRET_NAME}"
         )
+        # offloads deferred while a cluster was lost (clusternet.deployer.deferred)
+        self.deferred = informers.informer(
+            "v1", "ConfigMap", label_selector=f"{DEFERRED_OFFLOAD_LABEL}=true"
+        )
+        self.deferred.add_event_handler(on_add=self._enqueue_sweep)
         # cluster ID -> (fingerprint of its credentials, client)
         self._children: dict[str, tuple[str, KubeClient]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -153,6 +168,29 @@ class Pusher:
         namespace = last_state(obj)["metadata"].get("namespace", "")
         for key in self.descriptions.store.index_keys(_BY_NAMESPACE, namespace):
             self.queue.add(key)
+        self._enqueue_sweep(obj)
+
+    def _enqueue_sweep(self, obj: Object | DeletedFinalStateUnknown) -> None:
+        namespace = last_state(obj)["metadata"].get("namespace", "")
+        if any(r["metadata"].get("namespace") == namespace for r in self.deferred.store.list()):
+            self.queue.add(f"{_SWEEP}{namespace}")
+
+    async def _sweep(self, namespace: str) -> Result | None:
+        """Deferred offloads of a cluster that is reachable again."""
+        records = [
+            r for r in self.deferred.store.list() if r["metadata"].get("namespace") == namespace
+        ]
+        managed_cluster = self._managed_cluster(namespace)
+        if not records or managed_cluster is None or cluster_lost(managed_cluster):
+            return None  # the ManagedCluster's events requeue
+        try:
+            child = await self._child(managed_cluster)
+        except MissingCredentials:
+            return None  # the Secret's events requeue
+        errors = await sweep(self.client, child, records, self.descriptions.store.get)
+        if errors:
+            raise DeployFailed("; ".join(errors))
+        return None
 
     def _cluster_deleted(self, obj: Object | DeletedFinalStateUnknown) -> None:
         self._enqueue_namespace(obj)
@@ -187,6 +225,8 @@ class Pusher:
         return child
 
     async def reconcile(self, key: str) -> Result | None:
+        if key.startswith(_SWEEP):
+            return await self._sweep(key.removeprefix(_SWEEP))
         obj = self.descriptions.store.get(key)
         if obj is None or not is_generic(obj):
             return None
@@ -196,7 +236,10 @@ class Pusher:
             if known.APP_FINALIZER not in (obj["metadata"].get("finalizers") or ()):
                 return None
             if cluster_lost(managed_cluster):
-                await self.sync.remove(None, obj)  # a lost cluster never blocks deletion
+                # A lost cluster never blocks deletion.  One that still exists gets its
+                # objects deleted when it is back; a deleted one has no credentials left.
+                returns = managed_cluster is not None and not is_deleting(managed_cluster)
+                await self.sync.remove(None, obj, defer_offload=returns)
                 return None
         if managed_cluster is None:
             return None  # the ManagedCluster's add event brings it back

@@ -17,6 +17,7 @@ import structlog
 
 from clusternet.apis import known
 from clusternet.apis.apps.v1alpha1 import GROUP, VERSION, DescriptionPhase
+from clusternet.deployer.deferred import write_record
 from clusternet.deployer.objects import FIELD_MANAGER, Object, is_deleting, status_patch
 from clusternet.deployer.operations import DeployOutcome, apply_description, offload
 from clusternet.kube import Conflict, KubeClient, NotFound
@@ -78,12 +79,19 @@ class DescriptionSync:
                 "Description is deployed successfully",
             )
 
-    async def remove(self, child: KubeClient | None, description: Object) -> None:
-        """Offload (unless ``child`` is None: the cluster is lost) and drop the finalizer."""
+    async def remove(
+        self, child: KubeClient | None, description: Object, *, defer_offload: bool = False
+    ) -> None:
+        """Offload and drop the finalizer.  With ``child`` None (the cluster is lost) nothing
+        is deleted in the child; ``defer_offload`` records what to delete for when the
+        cluster is back (:mod:`clusternet.deployer.deferred`)."""
         description = copy.deepcopy(description)
         if known.APP_FINALIZER not in (description["metadata"].get("finalizers") or ()):
             return
-        if child is not None:
+        if child is None:
+            if defer_offload:
+                await write_record(self.parent, description)
+        else:
             try:
                 async with asyncio.timeout(self.timeout):
                     errors = await offload(child, description)

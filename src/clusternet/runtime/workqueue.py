@@ -122,10 +122,15 @@ class MaxOfRateLimiter:
         return max(limiter.num_requeues(item) for limiter in self.limiters)
 
 
-def default_controller_rate_limiter(clock: Clock | None = None) -> MaxOfRateLimiter:
-    """client-go's default: 5 ms doubling to 1000 s per item, 10 qps with burst 100 overall."""
+def default_controller_rate_limiter(
+    clock: Clock | None = None, max_delay: float = 1000.0
+) -> MaxOfRateLimiter:
+    """client-go's default: 5 ms doubling to 1000 s per item, 10 qps with burst 100 overall.
+
+    Queues whose failures come from another cluster being away (pushing to a child) cap the
+    per-item delay lower, so that work resumes soon after the cluster is back."""
     return MaxOfRateLimiter(
-        ItemExponentialFailureRateLimiter(0.005, 1000.0),
+        ItemExponentialFailureRateLimiter(0.005, max_delay),
         BucketRateLimiter(10.0, 100, clock=clock),
     )
 
