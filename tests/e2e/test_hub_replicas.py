@@ -8,11 +8,9 @@ parent many times, and again after one replica is killed and its agent reconnect
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import json
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,65 +22,9 @@ from clusternet.apis import known
 from clusternet.local import components
 from clusternet.local.environment import PARENT, Options, free_port
 from clusternet.local.pki import PKI
-from clusternet.local.testing import Clusters, start_environment, wait_until
+from clusternet.local.testing import Clusters, Relay, start_environment, wait_until
 
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{known.SYSTEM_NAMESPACE}/leases"
-
-
-class Relay:
-    """A TCP relay on 127.0.0.1 that spreads connections over ``backends`` in turn, skipping
-    one that refuses (a stopped replica), like a Service in front of several pods."""
-
-    def __init__(self, backends: list[int]) -> None:
-        self.backends = list(backends)
-        self.port = free_port()
-        self._turn = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Relay:
-        self._thread.start()
-        self._started.wait(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        )
-        self._started.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        backends = list(self.backends)
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        for _ in range(len(backends)):
-            port = backends[self._turn % len(backends)]
-            self._turn += 1
-            with contextlib.suppress(OSError):
-                upstream = await asyncio.open_connection("127.0.0.1", port)
-                break
-        if upstream is None:
-            writer.close()
-            return
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(OSError):
-                dst.close()
-
-        await asyncio.gather(pump(reader, upstream[1]), pump(upstream[0], writer))
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +44,8 @@ def _start_hub(clusters: Clusters, pki: PKI, port: int, log: Path) -> subprocess
         f"--peer-client-cert-file={pki.front_proxy_client_cert}",
         f"--peer-client-key-file={pki.front_proxy_client_key}",
         f"--peer-ca-file={pki.ca_cert}",
+        # verified for the name the replicas share, as the hub chart sets it up
+        f"--peer-tls-server-name={components.HUB_SERVICE}.{known.SYSTEM_NAMESPACE}.svc",
     ]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -180,8 +124,9 @@ def test_two_replicas_serve_every_cluster(env: Clusters, tmp_path: Path) -> None
                 for cluster_id in ids.values():
                     assert components.tunnel_works(client, cluster_id)
 
-            # One replica dies: its agent reconnects to the other, and proxying works again.
-            hubs[1].terminate()
+            # One replica is killed (-9): its agent reconnects to the other, and proxying and
+            # the shadow API work again.
+            hubs[1].kill()
             hubs[1].wait(30)
             wait_until(
                 lambda: _holders(env, ids) == dict.fromkeys(ids, identities[0]) or None,
@@ -195,6 +140,33 @@ def test_two_replicas_serve_every_cluster(env: Clusters, tmp_path: Path) -> None
                     timeout=60,
                 )
                 assert _direct_readyz(pki, ports[0], cluster_id)
+            template = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "after-kill", "namespace": "default"},
+                "data": {"k": "v"},
+            }
+            shadow = "/apis/shadow/v1alpha1/namespaces/default/configmaps"
+            kubectl = env.kubectl("parent")
+            wait_until(
+                lambda: (
+                    kubectl(
+                        "create",
+                        "--raw",
+                        shadow,
+                        "-f",
+                        "-",
+                        input=json.dumps(template),
+                        check=False,
+                    ).returncode
+                    == 0
+                ),
+                "a shadow template written after a replica died",
+                timeout=60,
+            )
+            stored = json.loads(kubectl("get", "--raw", f"{shadow}/after-kill").stdout)
+            assert stored["data"] == {"k": "v"}
+            kubectl("delete", "--raw", f"{shadow}/after-kill")
             # Unregistered before the relay goes, so that the environment stops cleanly.
             components.delete_hub_apiservices(client)
     finally:

@@ -207,10 +207,8 @@ def test_helm_lint_is_clean(chart: str, values: Path) -> None:
 
 def test_every_chart_has_default_and_non_default_ci_values() -> None:
     for chart in CHARTS:
-        assert [v.name for v in values_files(chart)] == [
-            "custom-values.yaml",
-            "default-values.yaml",
-        ], chart
+        names = [v.name for v in values_files(chart)]
+        assert {"custom-values.yaml", "default-values.yaml"} <= set(names), chart
 
 
 def _mounted_files(docs: list[Doc], pod: Doc, root: Path) -> dict[str, Path]:
@@ -246,6 +244,10 @@ def _env_values(docs: list[Doc], container: Doc) -> dict[str, str]:
     for item in container.get("env") or []:
         if "value" in item:
             env[item["name"]] = item["value"]
+            continue
+        if "fieldRef" in item["valueFrom"]:  # the downward API: a pod IP stands for all
+            assert item["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            env[item["name"]] = "10.0.0.7"
             continue
         ref = item["valueFrom"]["secretKeyRef"]
         secrets = find(docs, "Secret", ref["name"])
@@ -463,6 +465,32 @@ def test_hub_rbac_is_what_an_extension_apiserver_needs() -> None:
     no_shadow = render("clusternet-hub", "--set", "featureGates.ShadowAPI=false")
     assert not find(no_shadow, "Role")
     assert not find(no_shadow, "CustomResourceDefinition")
+
+
+def test_hub_replicas_peer() -> None:
+    docs = render("clusternet-hub", "-f", ci_values("clusternet-hub", "replicas"))
+    container = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert "--peer-advertise-address=$(POD_IP)" in args
+    assert "--peer-tls-server-name=clusternet-hub.clusternet-system.svc" in args
+    assert "--peer-ca-file=/etc/clusternet/peer-ca/ca.crt" in args
+    role = only(docs, "Role", "clusternet-hub-peering")
+    assert role["metadata"]["namespace"] == "clusternet-system"  # where tunnel Leases live
+    assert role["rules"][0]["resources"] == ["leases"]
+    # one replica: no peering unless asked for
+    single = render("clusternet-hub")
+    assert not [a for a in only(single, "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["args"] if a.startswith("--peer")]  # fmt: skip
+    assert not find(single, "Role", "clusternet-hub-peering")
+    refused = helm("template", "r", str(CHARTS_DIR / "clusternet-hub"), "--set",
+                   "replicaCount=2", check=False)  # fmt: skip
+    assert refused.returncode != 0
+    assert "needs peering.clientCertSecret" in refused.stderr
+    # tls.mode=secret: the peers' CA comes from tls.secret.caBundle
+    custom = render("clusternet-hub", "-f", ci_values("clusternet-hub", "custom"), "--set",
+                    "replicaCount=2", "--set", "peering.clientCertSecret=peer")  # fmt: skip
+    peer_ca = only(custom, "ConfigMap", "clusternet-hub-peer-ca")
+    assert peer_ca["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
 
 
 def test_agent_is_the_childs_app_deployer() -> None:

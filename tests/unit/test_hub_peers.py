@@ -109,5 +109,16 @@ def test_peer_flags(tmp_path: Path) -> None:
     )
     ipv6 = parse_options(["--secure-port=1", "--peer-advertise-address=fd00::1", "--peer-port=9"])
     assert ipv6.peer_config() == PeerConfig("[fd00::1]:9", "https://[fd00::1]:9", None, None)
+    assert options.peer_config().request_extensions() == {}  # type: ignore[union-attr]
+    named = parse_options(
+        [
+            "--secure-port=1",
+            "--peer-advertise-address=10.0.0.7",
+            "--peer-tls-server-name=hub.ns.svc",
+        ]
+    ).peer_config()
+    assert named is not None
+    assert named.tls_server_name == "hub.ns.svc"
+    assert named.request_extensions() == {"sni_hostname": "hub.ns.svc"}
     with pytest.raises(SystemExit):
         parse_options(["--secure-port=1", f"--peer-client-cert-file={cert}"])

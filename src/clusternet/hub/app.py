@@ -105,6 +105,7 @@ class HubOptions:
     peer_client_cert_file: Path | None
     peer_client_key_file: Path | None
     peer_ca_file: Path | None
+    peer_tls_server_name: str | None
 
     def peer_config(self) -> PeerConfig | None:
         """None: a single replica (no --peer-advertise-address)."""
@@ -119,6 +120,7 @@ class HubOptions:
             client_cert_file=self.peer_client_cert_file,
             client_key_file=self.peer_client_key_file,
             ca_file=self.peer_ca_file,
+            tls_server_name=self.peer_tls_server_name,
         )
 
     @property
@@ -211,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CA of the peers' serving certificates (default: not verified).",
     )
+    peers.add_argument(
+        "--peer-tls-server-name",
+        default="",
+        help="Name the peers' serving certificates are verified for (default: the peer "
+        "address); replicas behind one Service share a certificate for "
+        "<service>.<namespace>.svc.",
+    )
     return parser
 
 
@@ -251,6 +260,7 @@ def parse_options(argv: Sequence[str] | None = None) -> HubOptions:
         peer_client_cert_file=args.peer_client_cert_file,
         peer_client_key_file=args.peer_client_key_file,
         peer_ca_file=args.peer_ca_file,
+        peer_tls_server_name=args.peer_tls_server_name or None,
     )
 
 

@@ -49,6 +49,12 @@ class PeerConfig:
     client_cert_file: Path | None
     client_key_file: Path | None
     ca_file: Path | None = None  # verifies peers' serving certificates; None: not verified
+    # the name peers' certificates are verified for, instead of their address (replicas
+    # behind one Service share a certificate for <service>.<namespace>.svc, not pod IPs)
+    tls_server_name: str | None = None
+
+    def request_extensions(self) -> dict[str, str]:
+        return {"sni_hostname": self.tls_server_name} if self.tls_server_name else {}
 
 
 def lease_holder(lease: Mapping[str, Any] | None, identity: str, now: dt.datetime) -> str | None:

@@ -353,6 +353,7 @@ class SocketProxy:
             url,
             headers=headers,
             content=_body(request) if request.body_exists else None,
+            extensions=self._peers.config.request_extensions(),
         )
         for name in _CLIENT_DEFAULT_HEADERS:
             if name not in request.headers:
