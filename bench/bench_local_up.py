@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from clusternet.local.environment import LocalEnvironment, Options
+from clusternet.local.processes import child_pids
 
 
 def rss_mib(pids: list[int]) -> float:
@@ -52,11 +53,15 @@ def main() -> None:
                 state = env.up(Options(children=children))
                 ups.append(time.monotonic() - started)
                 time.sleep(args.settle)  # a benchmark, not a test: let memory settle
+                # the supervisors of Clusternet's processes count too: they run on the machine
                 pids = [p.pid for p in state.processes if p.alive()]
+                pids += [c for p in state.processes if p.supervised for c in child_pids(p.pid)]
                 memory.append(rss_mib(pids))
                 for p in state.processes:
                     kind = p.name.split("/")[-1]
-                    per_process.setdefault(kind, []).append(rss_mib([p.pid]))
+                    pid = p.component_pid()
+                    if pid is not None:
+                        per_process.setdefault(kind, []).append(rss_mib([pid]))
                 started = time.monotonic()
                 env.down()
                 downs.append(time.monotonic() - started)

@@ -135,14 +135,15 @@ def hub_memory(env: LocalEnvironment, children: list[str]) -> None:
     port = next(a.split("=")[1] for a in hub.argv if a.startswith("--secure-port="))
     tls = ssl.create_default_context(cafile=PKI(env.run_dir / "pki").ca_cert)
     _wait(partial(_ready, f"https://localhost:{port}/readyz", tls), "the hub to be ready")
-    print(f"hub RSS, 0 clusters connected: {rss_kib(hub.pid) / 1024:.1f} MiB")
+    hub_pid = hub.component_pid() or hub.pid
+    print(f"hub RSS, 0 clusters connected: {rss_kib(hub_pid) / 1024:.1f} MiB")
     for count, child in enumerate(children, start=1):
         env.start_process(f"{child}/clusternet-agent")
         _wait(lambda c=child: components.tunnel_works(parent, ids[c]), f"{child}'s tunnel")
         # A few proxied requests so each tunnel has a pooled connection, as in real use.
         for _ in range(5):
             components.tunnel_works(parent, ids[child])
-        print(f"hub RSS, {count} clusters connected: {rss_kib(hub.pid) / 1024:.1f} MiB")
+        print(f"hub RSS, {count} clusters connected: {rss_kib(hub_pid) / 1024:.1f} MiB")
 
 
 def _ready(url: str, tls: ssl.SSLContext) -> bool:

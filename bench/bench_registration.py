@@ -21,16 +21,19 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from clusternet.apis import known
 from clusternet.kube import ClusterConfig, KubeClient, NotFound, TooManyRequests, load_kubeconfig
 from clusternet.local import components, processes
 from clusternet.local.environment import LocalEnvironment, Options, State
 from clusternet.local.pki import PKI
+
+T = TypeVar("T")
 
 CLUSTERS = f"{known.CLUSTERS_GROUP}/v1beta1"
 
@@ -61,16 +64,25 @@ def is_ready(obj: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+async def patient(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` again while the API server sheds load (429, honouring Retry-After), as the
+    agent's client and every client-go client do; at hundreds of registrations at once
+    the priority-and-fairness limits of a 2-core parent answer 429."""
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except TooManyRequests as busy:
+            await asyncio.sleep(busy.retry_after or delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def watch_ready(kubeconfig: str, names: set[str], spawned: dict[str, float]) -> list[float]:
     """Seconds from each agent's spawn to its ManagedCluster served as Ready."""
     latencies: dict[str, float] = {}
     async with KubeClient.from_kubeconfig(kubeconfig) as client:
-        while True:
-            try:  # a CRD just created answers 429 until its watch cache is ready
-                listed = await client.list(CLUSTERS, "ManagedCluster")
-                break
-            except TooManyRequests as busy:
-                await asyncio.sleep(busy.retry_after or 0.2)
+        # (a CRD just created answers 429 until its watch cache is ready)
+        listed = await patient(lambda: client.list(CLUSTERS, "ManagedCluster"))
         version = listed["metadata"]["resourceVersion"]
         async with client.watch(CLUSTERS, "ManagedCluster", resource_version=version) as events:
             async for event in events:
@@ -164,26 +176,24 @@ async def register_simulated(
     cluster_id = str(uuid.uuid4())
     name = f"clusternet-{cluster_id}"
     cluster_name = f"{prefix}-{index}"
-    await bootstrap.create(
-        {
-            "apiVersion": CLUSTERS,
-            "kind": "ClusterRegistrationRequest",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    known.CLUSTER_REGISTERED_BY_LABEL: known.CLUSTERNET_AGENT_NAME,
-                    known.CLUSTER_ID_LABEL: cluster_id,
-                    known.CLUSTER_NAME_LABEL: cluster_name,
-                },
+    request = {
+        "apiVersion": CLUSTERS,
+        "kind": "ClusterRegistrationRequest",
+        "metadata": {
+            "name": name,
+            "labels": {
+                known.CLUSTER_REGISTERED_BY_LABEL: known.CLUSTERNET_AGENT_NAME,
+                known.CLUSTER_ID_LABEL: cluster_id,
+                known.CLUSTER_NAME_LABEL: cluster_name,
             },
-            "spec": {"clusterId": cluster_id, "clusterName": cluster_name, "syncMode": "Pull"},
-        }
-    )
+        },
+        "spec": {"clusterId": cluster_id, "clusterName": cluster_name, "syncMode": "Pull"},
+    }
+    await patient(lambda: bootstrap.create(request))
     delay = 0.1
     while True:  # the bootstrap identity may only GET its own request, as a real agent
-        status = (await bootstrap.get(CLUSTERS, "ClusterRegistrationRequest", name)).get(
-            "status"
-        ) or {}
+        got = await patient(lambda: bootstrap.get(CLUSTERS, "ClusterRegistrationRequest", name))
+        status = got.get("status") or {}
         if status.get("result") == "Approved" and status.get("token"):
             break
         await asyncio.sleep(delay)
@@ -200,14 +210,19 @@ async def register_simulated(
     async with KubeClient(own, cluster=cluster_name) as parent:
         while True:
             try:
-                cluster = await parent.get(
-                    CLUSTERS, "ManagedCluster", status["managedClusterName"], namespace=namespace
+                cluster = await patient(
+                    lambda: parent.get(
+                        CLUSTERS,
+                        "ManagedCluster",
+                        status["managedClusterName"],
+                        namespace=namespace,
+                    )
                 )
                 break
             except NotFound:  # created just before the approval: visible a moment later
                 await asyncio.sleep(0.05)
         cluster["status"] = simulated_status(heartbeat)
-        await parent.update_status(cluster)
+        await patient(lambda: parent.update_status(cluster))
     return SimulatedCluster(
         index,
         own,
@@ -232,13 +247,15 @@ async def heartbeat(cluster: SimulatedCluster, every: float, stop: asyncio.Event
                 return reports
             except TimeoutError:
                 pass
-            await parent.patch(
-                CLUSTERS,
-                "ManagedCluster",
-                cluster.name,
-                {"status": simulated_status(int(every))},
-                namespace=cluster.namespace,
-                subresource="status",
+            await patient(
+                lambda: parent.patch(
+                    CLUSTERS,
+                    "ManagedCluster",
+                    cluster.name,
+                    {"status": simulated_status(int(every))},
+                    namespace=cluster.namespace,
+                    subresource="status",
+                )
             )
             reports += 1
             delay = every

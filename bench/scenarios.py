@@ -66,7 +66,11 @@ class Context:
         state = self.env.load_state()
         if state is None:
             return {}
-        return {p.name: p.pid for p in state.processes if p.alive()}
+        found: dict[str, int] = {}
+        for record in state.processes:
+            if record.alive() and (pid := record.component_pid()) is not None:
+                found[record.name] = pid  # the component, not its supervisor
+        return found
 
     def meter(self) -> Meter:
         return Meter(self.processes)

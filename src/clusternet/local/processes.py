@@ -32,6 +32,21 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (/proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found.extend(int(p) for p in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 @dataclass
 class ProcessRecord:
     name: str
@@ -45,6 +60,14 @@ class ProcessRecord:
     def alive(self) -> bool:
         """True while the very process that was started is still running."""
         return _start_ticks(self.pid) == self.start_ticks
+
+    def component_pid(self) -> int | None:
+        """The pid of the program itself: a supervised record's pid is the supervisor's,
+        whose one child is the program (None between two restarts)."""
+        if not self.supervised:
+            return self.pid
+        children = child_pids(self.pid)
+        return children[0] if children else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
