@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import copy
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from clusternet.agent.registration import Registration
+from clusternet.agent.reporter import Observation, StatusReporter
 from clusternet.agent.status import (
     Probes,
     ReportSettings,
@@ -20,6 +24,7 @@ from clusternet.agent.status import (
     resource_totals,
 )
 from clusternet.apis.quantity import Quantity, add_quantities
+from clusternet.kube import ClusterConfig
 
 NOW = datetime(2025, 1, 1, 10, 0, 0, tzinfo=UTC)
 LATER = datetime(2025, 1, 1, 10, 3, 0, tzinfo=UTC)
@@ -307,3 +312,61 @@ def test_merged_status_keeps_others_fields_and_drops_stale_owned_ones() -> None:
     current = {"podStatistics": {"runningPods": 1}, "clusterCIDR": "10.0.0.0/8", "healthz": False}
     merged = merged_status(current, {"healthz": True})
     assert merged == {"podStatistics": {"runningPods": 1}, "healthz": True}
+
+
+# -- the reporter: the heartbeat's time is the report's, not the last collection's ----------
+
+REPORTED_FROM = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeParent:
+    def __init__(self) -> None:
+        self.cluster: dict[str, Any] = {
+            "metadata": {"name": "child2", "namespace": "clusternet-x", "labels": {}},
+            "status": {},
+        }
+        self.written: list[dict[str, Any]] = []
+
+    async def get(self, *_: Any, **__: Any) -> dict[str, Any]:
+        return copy.deepcopy(self.cluster)
+
+    async def update_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.written.append(obj["status"])
+        return obj
+
+
+class FakeStore:
+    def list(self) -> list[dict[str, Any]]:
+        return []
+
+
+class FakeNodes:
+    store = FakeStore()
+
+
+async def test_last_observed_time_is_the_time_of_the_write() -> None:
+    parent = FakeParent()
+    clock = [REPORTED_FROM + timedelta(seconds=15)]
+    reporter = StatusReporter(
+        child=None,  # type: ignore[arg-type]
+        parent=parent,  # type: ignore[arg-type]
+        registration=Registration(
+            "id", "child2", "clusternet-x", ClusterConfig(server="https://p")
+        ),
+        nodes=FakeNodes(),  # type: ignore[arg-type]
+        settings=replace(SETTINGS, heartbeat_frequency_seconds=3),
+        collect_frequency=20,
+        update_frequency=3,
+        label_prefixes=(),
+        label_threshold=0.8,
+        environ={},
+        clock=lambda: clock[0],
+    )
+    reporter._cluster_name = "child2"
+    # collected at T0 (collect period 20 s), reported 15 s later (update period 3 s)
+    reporter._observation = Observation({}, Probes(True, True, True), REPORTED_FROM)
+    await reporter._write_status()
+    assert parent.written[-1]["lastObservedTime"] == "2026-11-28T12:00:15Z"
+    clock[0] += timedelta(seconds=3)
+    await reporter._write_status()
+    assert parent.written[-1]["lastObservedTime"] == "2026-11-28T12:00:18Z"
