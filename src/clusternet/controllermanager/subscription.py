@@ -164,11 +164,7 @@ class SubscriptionController:
 
     def _base_added(self, base: Object) -> None:
         for uid in base_subscription_uid(base):
-            expected = self._expected.get(uid)
-            if expected is not None:
-                expected.pop(base["metadata"]["namespace"], None)
-                if not expected:
-                    del self._expected[uid]
+            self._forget_expected(uid, base["metadata"]["namespace"])
         self._enqueue_owner(base)
 
     def _enqueue_owner(self, base: Object | DeletedFinalStateUnknown) -> None:
@@ -217,14 +213,19 @@ class SubscriptionController:
         stale = False
         for base in todo.create:
             namespace = base["metadata"]["namespace"]
+            # Expected before the call: the informer may deliver the Base's add event (which
+            # clears the expectation) before the create call returns.  Recorded after it, a
+            # stale expectation held back the Base of a cluster bound again soon after.
+            self._expected.setdefault(uid, {})[namespace] = now
             try:
                 created = await self.client.create(base)
             except NotFound:
+                self._forget_expected(uid, namespace)
                 continue  # the namespace is going away
             except Exception as err:
+                self._forget_expected(uid, namespace)
                 failures.append(f"creating the Base in {namespace}: {err}")
                 continue
-            self._expected.setdefault(uid, {})[namespace] = now
             todo.kept[namespace] = created
             self.recorder.event(
                 sub, "Normal", "BaseCreated", f"Base {namespace}/{created['metadata']['name']} "
@@ -265,7 +266,16 @@ class SubscriptionController:
             raise RuntimeError(message)
         if stale or loc_stale:
             raise StaleCache(f"objects of Subscription {key} changed while syncing")
+        if self._expected.get(uid):  # look again when expectations expire, should no add
+            return Result(requeue_after=EXPECTATION_SECONDS)  # event come
         return None
+
+    def _forget_expected(self, uid: str, namespace: str) -> None:
+        expected = self._expected.get(uid)
+        if expected is not None:
+            expected.pop(namespace, None)
+            if not expected:
+                del self._expected[uid]
 
     async def _finalize(self, sub: Object, existing: list[Object]) -> None:
         """Delete the Bases; the finalizer goes once the cache has seen the last one go (each
