@@ -1,0 +1,89 @@
+"""The Subscription controller's Base expectations (edge cases with fakes: the order in which
+a create call and its watch event arrive cannot be arranged against a real API server)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from clusternet.apis import known
+from clusternet.controllermanager.subscription import SubscriptionController
+from clusternet.kube import ClusterConfig, KubeClient
+from clusternet.runtime import SharedInformerFactory
+
+NAMESPACE = "clusternet-a"
+SUBSCRIPTION: dict[str, Any] = {
+    "apiVersion": "apps.clusternet.io/v1alpha1",
+    "kind": "Subscription",
+    "metadata": {"name": "web", "namespace": "default", "uid": "sub-uid"},
+    "spec": {
+        "subscribers": [{"clusterAffinity": {}}],
+        "feeds": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "namespace": "default"}],
+    },
+    "status": {"bindingClusters": [f"{NAMESPACE}/child1"]},
+}
+
+
+class Recorder:
+    def event(self, *_: Any) -> None:
+        pass
+
+
+class RacingClient:
+    """Creates a Base and delivers its watch event *before* the create call returns, as a
+    fast informer may."""
+
+    def __init__(self) -> None:
+        self.controller: SubscriptionController | None = None
+        self.created: list[dict[str, Any]] = []
+        self._names = itertools.count()
+
+    async def update(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return obj
+
+    async def patch(self, *_: Any, **__: Any) -> dict[str, Any]:
+        return {}
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        assert self.controller is not None
+        created = copy.deepcopy(obj)
+        n = next(self._names)
+        created["metadata"]["name"] = f"{obj['metadata']['generateName']}{n}"
+        created["metadata"]["uid"] = f"base-{n}"
+        self.created.append(created)
+        self.controller.bases.store.upsert(created)
+        self.controller._base_added(created)  # the add event, first
+        return created
+
+
+async def test_a_cluster_bound_again_soon_gets_its_base_again() -> None:
+    client = RacingClient()
+    informers = SharedInformerFactory(KubeClient(ClusterConfig(server="https://127.0.0.1:1")))
+    controller = SubscriptionController(
+        client,  # type: ignore[arg-type]
+        informers,
+        Recorder(),  # type: ignore[arg-type]
+        registry=None,
+    )
+    client.controller = controller
+    controller.namespaces.store.upsert(
+        {
+            "metadata": {
+                "name": NAMESPACE,
+                "labels": {known.CLUSTER_ID_LABEL: "id-1", known.CLUSTER_NAME_LABEL: "child1"},
+            }
+        }
+    )
+    sub = copy.deepcopy(SUBSCRIPTION)
+    controller.subscriptions.store.upsert(sub)
+    await controller.reconcile("default/web")
+    assert len(client.created) == 1
+    # the cluster is lost: the scheduler unbinds it and its Base goes
+    controller.bases.store.delete(f"{NAMESPACE}/{client.created[0]['metadata']['name']}")
+    sub["status"]["bindingClusters"] = []
+    await controller.reconcile("default/web")
+    # back a moment later: bound again, and a new Base at once (no stale expectation)
+    sub["status"]["bindingClusters"] = [f"{NAMESPACE}/child1"]
+    await controller.reconcile("default/web")
+    assert len(client.created) == 2
