@@ -172,14 +172,12 @@ class Pusher:
 
     def _enqueue_sweep(self, obj: Object | DeletedFinalStateUnknown) -> None:
         namespace = last_state(obj)["metadata"].get("namespace", "")
-        if any(r["metadata"].get("namespace") == namespace for r in self.deferred.store.list()):
+        if self.deferred.store.index_keys(_BY_NAMESPACE, namespace):
             self.queue.add(f"{_SWEEP}{namespace}")
 
     async def _sweep(self, namespace: str) -> Result | None:
         """Deferred offloads of a cluster that is reachable again."""
-        records = [
-            r for r in self.deferred.store.list() if r["metadata"].get("namespace") == namespace
-        ]
+        records = self.deferred.store.by_index(_BY_NAMESPACE, namespace)
         managed_cluster = self._managed_cluster(namespace)
         if not records or managed_cluster is None or cluster_lost(managed_cluster):
             return None  # the ManagedCluster's events requeue
