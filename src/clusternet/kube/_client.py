@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx2
 
+from clusternet.kube._aiohttp import AiohttpTransport
 from clusternet.kube._auth import ExecAuth, TokenFileAuth
 from clusternet.kube._config import ClusterConfig, ConfigError, load_kubeconfig
 from clusternet.kube._discovery import APIResource, RESTMapper, discover
@@ -117,7 +118,13 @@ class KubeClient:
             headers=_default_headers(config, user_agent),
             auth=auth,
             timeout=timeout,
-            transport=transport_factory(tls) if transport_factory else None,
+            transport=(
+                transport_factory(tls)
+                if transport_factory
+                else None
+                if http2
+                else AiohttpTransport(tls)
+            ),
             verify=tls,
             http2=http2,
             # API Priority and Fairness, not the client, bounds concurrency; every open
