@@ -189,7 +189,8 @@ async def test_the_deployed_condition_follows_the_children(
                                 "namespace": namespace, "name": "settings"}]},
         }))  # fmt: skip
 
-        # Pending while the children have not reported, then Deployed.
+        # Pending while the children have not reported, then Deployed. The status is written
+        # at most every half second, so a quick rollout may go straight to Deployed.
         deployed, seen = await follow(
             clusters,
             name,
@@ -198,7 +199,6 @@ async def test_the_deployed_condition_follows_the_children(
             lambda s: deployed_condition(s).get("status") == "True",
         )
         pending = [m for status, reason, m in seen if reason == "Pending"]
-        assert pending, seen
         assert all(status == "False" for status, reason, _ in seen if reason == "Pending")
         assert all(m.startswith("not deployed yet: ") for m in pending), pending
         assert [r for _, r, _ in seen if r not in ("NothingToDeploy", "Pending")] == ["Deployed"]

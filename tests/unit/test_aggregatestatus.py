@@ -428,6 +428,51 @@ async def test_a_burst_of_description_updates_is_one_write(ctrl: Any) -> None:
     assert recorder.events[-1] == ("Normal", "Deployed", "1 feeds deployed to 1 clusters")
 
 
+async def test_a_new_binding_and_the_first_reports_are_one_write(ctrl: Any) -> None:
+    """Profiled under a burst: a write for "bound, nothing reported yet" and another a
+    moment later for the reports doubled the Subscription status writes."""
+    controller, client, recorder, clock = ctrl
+    upsert(controller.clusters, {"metadata": {"name": "child1", "namespace": "clusternet-a"},
+                                 "spec": {"clusterId": "id-1"}})  # fmt: skip
+    unbound = subscription([DEPLOY])
+    upsert(controller.subscriptions, unbound)
+    await drain(controller)  # created, not bound anywhere: NothingToDeploy, at once
+    assert [p["patch"]["status"]["conditions"][0]["reason"] for p in client.patches] == [
+        "NothingToDeploy"
+    ]
+    client.patches.clear()
+    # The informer sees our write, then the scheduler's binding.
+    written = {**unbound, "status": {"conditions": [
+        {"type": "Deployed", "status": "False", "reason": "NothingToDeploy"}]}}  # fmt: skip
+    bound = {**written, "status": {**written["status"],
+                                   "bindingClusters": ["clusternet-a/child1"]}}  # fmt: skip
+    upsert(controller.subscriptions, written)
+    upsert(controller.subscriptions, bound)
+    assert len(controller.queue) == 0  # gathered
+    clock.advance(0.2)
+    upsert(controller.descriptions, labelled("clusternet-a", "Success", 1))
+    clock.advance(0.3)
+    assert await drain(controller) == ["team-a/web"]
+    (write,) = client.patches
+    (condition,) = write["patch"]["status"]["conditions"]
+    assert condition["reason"] == "Deployed"
+    assert [e[1] for e in recorder.events] == ["NothingToDeploy", "Deployed"]
+
+
+async def test_a_first_rollout_under_way_is_no_event(ctrl: Any) -> None:
+    controller, client, recorder, _ = ctrl
+    upsert(controller.clusters, {"metadata": {"name": "child1", "namespace": "clusternet-a"},
+                                 "spec": {"clusterId": "id-1"}})  # fmt: skip
+    upsert(
+        controller.subscriptions,
+        subscription([DEPLOY], {"bindingClusters": ["clusternet-a/child1"]}),
+    )
+    await drain(controller)
+    ((_, condition),) = [(p, p["patch"]["status"]["conditions"][0]) for p in client.patches]
+    assert condition["reason"] == "Pending"  # written, so `kubectl get` shows it
+    assert recorder.events == []  # but not announced: only its end (or a failure) is
+
+
 async def test_a_render_error_on_a_base_brings_back_its_subscription(ctrl: Any) -> None:
     controller, client, recorder, clock = ctrl
     sub = subscription([DEPLOY], {"bindingClusters": ["clusternet-a/child1"]})

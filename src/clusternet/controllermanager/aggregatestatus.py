@@ -131,8 +131,12 @@ class AggregateStatusController:
         self.subscriptions.add_indexer(_SUBSCRIPTIONS_BY_CLUSTER, _binding_clusters)
         self.subscriptions.add_event_handler(
             on_add=self._enqueue,
+            # Gathered like Description events: a new binding is followed within the window
+            # by the Descriptions' first reports, and one status write then says both.
             on_update=lambda old, new: (
-                self._enqueue(new) if subscription_changed(old, new) else None
+                self.queue.add_after(object_key(new), self.coalesce)
+                if subscription_changed(old, new)
+                else None
             ),
         )
         self.descriptions.add_event_handler(
@@ -252,13 +256,19 @@ class AggregateStatusController:
         return None
 
     def _announce(self, sub: Object, conditions: list[dict[str, Any]]) -> None:
-        """An event when the Deployed condition changes reason (not on every new count)."""
+        """An event when the Deployed condition changes reason (not on every new count).
+
+        Events are writes to the parent like any other: under a burst of new Subscriptions
+        an event per rollout start would cost the API server as much as the status itself.
+        """
         written = next(
             (c for c in conditions if c.get("type") == aggregation.CONDITION_DEPLOYED), None
         )
         before = _deployed_condition(sub) or {}
         if written is None or before.get("reason") == written.get("reason"):
             return
+        if not before and written.get("reason") == "Pending":
+            return  # a first rollout under way is not news; its end or failure is
         self.recorder.event(
             sub,
             "Warning" if written.get("reason") in ("Failed", "InvalidInput") else "Normal",

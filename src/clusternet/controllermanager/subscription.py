@@ -88,6 +88,16 @@ def _watched(sub: Object) -> Any:
     )
 
 
+EVENT_LISTED: Final = 10  # Bases named in one event; the rest are counted
+
+
+def _listed(bases: list[str]) -> str:
+    """``Base a/x, b/y`` or ``Bases a/x, ... and 3 more`` for an event message."""
+    shown = ", ".join(bases[:EVENT_LISTED])
+    more = f" and {len(bases) - EVENT_LISTED} more" if len(bases) > EVENT_LISTED else ""
+    return f"Base{'s' if len(bases) > 1 else ''} {shown}{more}"
+
+
 class SubscriptionController:
     def __init__(
         self,
@@ -211,6 +221,7 @@ class SubscriptionController:
             log.info("bound cluster has no dedicated namespace (yet)", namespace=namespace)
         failures: list[str] = []
         stale = False
+        created_in: list[str] = []  # namespace/name
         for base in todo.create:
             namespace = base["metadata"]["namespace"]
             # Expected before the call: the informer may deliver the Base's add event (which
@@ -227,10 +238,15 @@ class SubscriptionController:
                 failures.append(f"creating the Base in {namespace}: {err}")
                 continue
             todo.kept[namespace] = created
+            created_in.append(f"{namespace}/{created['metadata']['name']}")
+        if created_in:
+            # One event per reconcile, not per Base: under a burst of Subscriptions an
+            # event per bound cluster was a fifth of the controller-manager's writes.
             self.recorder.event(
-                sub, "Normal", "BaseCreated", f"Base {namespace}/{created['metadata']['name']} "
-                "is created",
+                sub, "Normal", "BaseCreated",
+                f"{_listed(created_in)} created",
             )  # fmt: skip
+        updated_in: list[str] = []
         for base in todo.update:
             where = f"{base['metadata']['namespace']}/{base['metadata']['name']}"
             try:
@@ -243,7 +259,12 @@ class SubscriptionController:
             except Exception as err:
                 failures.append(f"updating Base {where}: {err}")
                 continue
-            self.recorder.event(sub, "Normal", "BaseUpdated", f"Base {where} is updated")
+            updated_in.append(where)
+        if updated_in:
+            self.recorder.event(
+                sub, "Normal", "BaseUpdated",
+                f"{_listed(updated_in)} updated",
+            )  # fmt: skip
         for base in todo.duplicates:
             where = f"{base['metadata']['namespace']}/{base['metadata']['name']}"
             self.recorder.event(
