@@ -107,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
     )
     sizes.add_argument("--scale-settle", type=float, default=10.0, help="s before a window")
     sizes.add_argument("--scale-window", type=float, default=20.0, help="measured s per step")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the measured burst, run it again with py-spy sampling Clusternet's "
+        "components, and report where their CPU time goes (pip install py-spy)",
+    )
     return p
 
 

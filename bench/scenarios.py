@@ -22,7 +22,7 @@ from bench import bench_propagation as propagation
 from bench import bench_proxy as proxy
 from bench import bench_registration as registration
 from bench import bench_scheduler as scheduler
-from bench import plots
+from bench import plots, profile
 from bench.report import (
     LATENCY_HEADERS,
     Report,
@@ -223,6 +223,8 @@ async def _distribution(ctx: Context, *, push_pull: bool, template: bool) -> Non
                 ctx.images / "propagation.png", "Subscription → Deployment present", series
             )
             ctx.plot(section, "propagation.png", made, "propagation latency")
+            if args.profile:
+                await profile_burst(ctx, section, parent, seen)
 
         if template:
             section = ctx.report.section("3. Template update → change visible in all children")
@@ -267,6 +269,38 @@ async def _distribution(ctx: Context, *, push_pull: bool, template: bool) -> Non
         await parent.aclose()
         for client in clients.values():
             await client.aclose()
+
+
+async def profile_burst(
+    ctx: Context, section: Section, parent: KubeClient, seen: propagation.Seen
+) -> None:
+    """The burst once more, with py-spy on every Clusternet process (``--profile``)."""
+    if not profile.available() or ctx.env is None:
+        section.note(
+            "**Profile** skipped: it needs py-spy (`pip install py-spy`) and the environment's "
+            "pids (`--run-dir`)."
+        )
+        return
+    folder = ctx.images / "profile"
+    with profile.Profiler(ctx.processes, folder) as profiler:
+        await propagation.burst(parent, seen, ctx.args.burst, ctx.children, tag=f"{ctx.tag}p")
+    section.note(
+        f"**Profile of the burst.** The burst once more ({ctx.args.burst} Subscriptions, not "
+        f"measured above), with py-spy sampling each Clusternet process {profile.RATE} times a "
+        "second while it is on the CPU. *Layer* is where the sampled stack's top frame is; "
+        "*inclusive* counts a function wherever it is on the stack. Collapsed stacks for "
+        f"flame-graph tools: `{ctx.image_prefix}/profile/`."
+    )
+    ordered = sorted(profiler.profiles.items(), key=lambda item: -item[1].samples)
+    for name, found in ordered:
+        if not found.samples:
+            continue
+        caption = f"profile: {name} ({found.samples / profile.RATE:.1f} CPU s sampled)"
+        table = section.table(caption, Table(["layer / function", "share of CPU samples"]))
+        for layer, count in found.layers.most_common(6):
+            table.add(f"layer: {layer}", f"{found.share(count):.0%}")
+        for function, count in found.inclusive.most_common(8):
+            table.add(f"inclusive: `{function}`", f"{found.share(count):.0%}")
 
 
 # --- 4. scheduling ---------------------------------------------------------------------------
