@@ -3,9 +3,10 @@
 py-spy (an optional dependency, in the ``bench`` extra) attaches to each running Clusternet
 process — never to the control planes, which are Go — and samples its Python stacks without
 stopping it (``--nonblocking``). Idle time (waiting in the event loop's ``select``) is not
-sampled, so shares are of the time the component spent on the CPU. The collapsed stacks are
-kept next to the report for flame-graph tools; the report gets, per component, the functions
-with the largest inclusive share, grouped into the layers that explain where the time goes.
+sampled, so shares are of the time the component was runnable (on a core or waiting for
+one). The collapsed stacks are kept next to the report, gzipped, for flame-graph tools; the
+report gets, per component, the layers its time is spent in and the functions with the
+largest inclusive share.
 
 Profiled runs are extra runs: a profiler costs the sampled processes a little, so the figures
 of the measured runs never come from a profiled one.
@@ -13,6 +14,7 @@ of the measured runs never come from a profiled one.
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import signal
@@ -87,7 +89,7 @@ def layer_of(path: str) -> str:
     for prefix, name in LAYERS:
         if path.startswith(prefix) or f"/{prefix}" in path:
             return name
-    return "other (interpreter, libraries)"
+    return "other (standard library, interpreter)"
 
 
 def parse_collapsed(lines: Iterable[str]) -> Profile:
@@ -152,3 +154,6 @@ class Profiler:
             if out.exists():
                 with out.open() as lines:
                     self.profiles[name] = parse_collapsed(lines)
+                with out.open("rb") as raw, gzip.open(f"{out}.gz", "wb") as packed:
+                    shutil.copyfileobj(raw, packed)
+                out.unlink()

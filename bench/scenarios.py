@@ -287,16 +287,18 @@ async def profile_burst(
     section.note(
         f"**Profile of the burst.** The burst once more ({ctx.args.burst} Subscriptions, not "
         f"measured above), with py-spy sampling each Clusternet process {profile.RATE} times a "
-        "second while it is on the CPU. *Layer* is where the sampled stack's top frame is; "
-        "*inclusive* counts a function wherever it is on the stack. Collapsed stacks for "
-        f"flame-graph tools: `{ctx.image_prefix}/profile/`."
+        "second while it is runnable (on a core, or waiting for one: on a busy machine the "
+        "second counts too, so samples are not CPU seconds). *Layer* is where a sample's top "
+        "frame is; *inclusive* counts a function wherever it is on the stack. The collapsed "
+        f"stacks (for flame-graph tools) are written to `{ctx.image_prefix}/profile/` as "
+        "gzip files and not committed."
     )
     ordered = sorted(profiler.profiles.items(), key=lambda item: -item[1].samples)
     for name, found in ordered:
         if not found.samples:
             continue
-        caption = f"profile: {name} ({found.samples / profile.RATE:.1f} CPU s sampled)"
-        table = section.table(caption, Table(["layer / function", "share of CPU samples"]))
+        caption = f"profile: {name} ({found.samples:,} samples)"
+        table = section.table(caption, Table(["layer / function", "share of samples"]))
         for layer, count in found.layers.most_common(6):
             table.add(f"layer: {layer}", f"{found.share(count):.0%}")
         for function, count in found.inclusive.most_common(8):

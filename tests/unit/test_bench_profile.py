@@ -58,7 +58,7 @@ def test_collapsed_stacks_are_counted_by_layer_and_function() -> None:
         ("aiohttp/client.py", "aiohttp"),
         ("asyncio/selector_events.py", "asyncio"),
         ("ssl.py", "TLS"),
-        ("", "other (interpreter, libraries)"),
+        ("selectors.py", "other (standard library, interpreter)"),
     ],
 )
 def test_layers(path: str, layer: str) -> None:
