@@ -116,18 +116,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def version() -> str:
+def _git_describe(where: Path) -> str:
     try:
-        described = subprocess.run(
+        return subprocess.run(
             ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).parent,
+            cwd=where,
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        described = "unknown"
+        return "unknown"
+
+
+def version() -> str:
+    """The version under test: the `clusternet` package the components run from.
+
+    A before/after comparison runs the harness of today against an older checkout
+    (PYTHONPATH=old/src); the report must name the code measured, and the harness
+    only when it differs."""
+    import clusternet
+
+    measured = _git_describe(Path(clusternet.__file__).parent)
+    harness = _git_describe(Path(__file__).parent)
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as package_version
 
@@ -135,7 +147,9 @@ def version() -> str:
         package = package_version("clusternet-py")
     except PackageNotFoundError:
         package = "?"
-    return f"clusternet-py {package} (git {described})"
+    if measured == harness:
+        return f"clusternet-py {package} (git {measured})"
+    return f"clusternet-py (git {measured}, measured with the harness at git {harness})"
 
 
 def _section_order(section: Section) -> tuple[int, str]:
