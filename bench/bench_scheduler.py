@@ -32,6 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
+from clusternet.kube import ApiError
 from clusternet.runtime import SharedInformerFactory
 from clusternet.scheduler.config import load_profiles
 from clusternet.scheduler.framework import Framework
@@ -215,31 +218,40 @@ async def end_to_end(
             created_at: dict[str, float] = {}
             bound_at: dict[str, float] = {}
             await create(probe)
-            listed = await client.list(APPS, "Subscription", namespace="bench")
-            version = listed["metadata"]["resourceVersion"]
             done = asyncio.Event()
             probe_bound = asyncio.Event()
 
+            def seen(obj: dict[str, Any], at: float) -> None:
+                name = obj["metadata"]["name"]
+                if (obj.get("status") or {}).get("bindingClusters") is None:
+                    return
+                if name == "probe":
+                    probe_bound.set()
+                elif name not in bound_at:
+                    bound_at[name] = at
+                    if len(bound_at) == num_subs:
+                        done.set()
+
             async def watch() -> None:
-                async with client.watch(
-                    APPS,
-                    "Subscription",
-                    namespace="bench",
-                    resource_version=version,
-                    timeout_seconds=600,
-                ) as events:
-                    async for event in events:
-                        obj = event.object
-                        name = obj["metadata"]["name"]
-                        if (obj.get("status") or {}).get("bindingClusters") is None:
-                            continue
-                        if name == "probe":
-                            probe_bound.set()
-                        elif name not in bound_at:
-                            bound_at[name] = time.perf_counter()
-                            if len(bound_at) == num_subs:
-                                done.set()
-                                return
+                """List, then watch from the list; again whenever the watch ends or fails
+                (a bind seen only by a re-list gets that list's time: a later bound)."""
+                while not done.is_set():
+                    listed = await client.list(APPS, "Subscription", namespace="bench")
+                    now = time.perf_counter()
+                    for obj in listed["items"]:
+                        seen(obj, now)
+                    with contextlib.suppress(ApiError, httpx2.TransportError):
+                        async with client.watch(
+                            APPS,
+                            "Subscription",
+                            namespace="bench",
+                            resource_version=listed["metadata"]["resourceVersion"],
+                            timeout_seconds=600,
+                        ) as events:
+                            async for event in events:
+                                seen(event.object, time.perf_counter())
+                                if done.is_set():
+                                    return
 
             watcher = asyncio.create_task(watch())
             async with asyncio.timeout(120):
@@ -253,7 +265,11 @@ async def end_to_end(
             first = time.perf_counter()
             await asyncio.gather(*(create_sub(sub) for sub, _ in subs))
             async with asyncio.timeout(600):
-                await done.wait()
+                waiter = asyncio.ensure_future(done.wait())
+                await asyncio.wait({watcher, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            if not done.is_set():
+                watcher.result()  # the watcher's error, if it failed
             last = max(bound_at.values())
             watcher.cancel()
             latencies = [bound_at[n] - created_at[n] for n in created_at]

@@ -8,9 +8,11 @@ import copy
 import itertools
 from typing import Any
 
+import jsonpatch
+
 from clusternet.apis import known
 from clusternet.controllermanager.subscription import SubscriptionController
-from clusternet.kube import ClusterConfig, KubeClient
+from clusternet.kube import ClusterConfig, KubeClient, PatchType
 from clusternet.runtime import SharedInformerFactory
 
 NAMESPACE = "clusternet-a"
@@ -46,8 +48,19 @@ class RacingClient:
     async def update(self, obj: dict[str, Any]) -> dict[str, Any]:
         return obj
 
-    async def patch(self, *_: Any, **__: Any) -> dict[str, Any]:
-        return {}
+    async def patch(
+        self, _api_version: str, kind: str, name: str, body: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        if kwargs.get("patch_type") is not PatchType.JSON:
+            return {}
+        # The finalizer patch, applied to the cached object (the API server accepts a
+        # test of null for a missing member; jsonpatch does not, so those are dropped).
+        assert self.controller is not None
+        current = self.controller.subscriptions.store.get(f"{kwargs['namespace']}/{name}")
+        ops = [op for op in body if not (op["op"] == "test" and op["value"] is None)]
+        patched: dict[str, Any] = jsonpatch.apply_patch(current, ops)
+        assert patched["kind"] == kind
+        return patched
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         assert self.controller is not None
