@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from clusternet.apis import known
-from clusternet.kube import AlreadyExists, KubeClient, load_kubeconfig
+from clusternet.kube import AlreadyExists, KubeClient, NotFound, load_kubeconfig
 from clusternet.local.environment import LocalEnvironment, Options
 
 SHADOW = "/apis/shadow/v1alpha1"
@@ -214,6 +214,60 @@ async def burst(
     created = time.monotonic() - start
     await seen.until(lambda: all(seen.everywhere(seen.present, n) is not None for n in names), 900)
     return created, time.monotonic() - start
+
+
+async def remove_burst(parent: KubeClient, count: int, tag: str = "", limit: float = 900) -> float:
+    """Delete the Subscriptions of a :func:`burst` and wait until the parent holds none of
+    their Descriptions (each is deleted once its objects are gone from its child, or its
+    offload deferred for a lost cluster), so that the next scenario starts from a parent
+    without them; returns the seconds it took."""
+    start = time.monotonic()
+    names = {f"burst-cm{tag}-{i}" for i in range(count)}
+    await bounded(
+        [
+            lambda n=n: _delete_subscription(parent, n)  # type: ignore[misc]
+            for n in sorted(names)
+        ],
+        50,
+    )
+
+    def left(items: list[dict[str, Any]]) -> set[str]:
+        return {
+            f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+            for d in items
+            if (d["metadata"].get("labels") or {}).get(known.CONFIG_SUBSCRIPTION_NAME_LABEL)
+            in names
+        }
+
+    async with asyncio.timeout(limit):
+        while True:  # list, then watch until none is left; list again if the watch ends
+            listed = await parent.list(APPS, "Description")
+            remaining = left(listed["items"])
+            if not remaining:
+                break
+            async with parent.watch(
+                APPS,
+                "Description",
+                resource_version=listed["metadata"]["resourceVersion"],
+                timeout_seconds=60,
+            ) as events:
+                async for event in events:
+                    meta = event.object["metadata"]
+                    key = f"{meta.get('namespace')}/{meta['name']}"
+                    if event.type == "DELETED":
+                        remaining.discard(key)
+                    elif left([event.object]):
+                        remaining.add(key)
+                    if not remaining:
+                        break
+            if not remaining:
+                break
+    return time.monotonic() - start
+
+
+async def _delete_subscription(parent: KubeClient, name: str) -> None:
+    with contextlib.suppress(NotFound):
+        await parent.delete(APPS, "Subscription", name, namespace="default")
 
 
 def watch_children(

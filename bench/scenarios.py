@@ -23,6 +23,7 @@ from bench import bench_proxy as proxy
 from bench import bench_registration as registration
 from bench import bench_scheduler as scheduler
 from bench import plots, profile
+from bench import requests as api_requests
 from bench.report import (
     LATENCY_HEADERS,
     Report,
@@ -203,10 +204,13 @@ async def _distribution(ctx: Context, *, push_pull: bool, template: bool) -> Non
                     series[f"present, {label}"] = present
             usage_table(section, "processes during the sequential runs", seq_usage, seq_wall)
 
+            requests_before = await api_requests.read(parent)
             with ctx.meter() as meter:
                 created, total = await propagation.burst(
                     parent, seen, args.burst, children, tag=ctx.tag
                 )
+            # Writes still under way (late status reports) are counted as well.
+            mix = api_requests.difference(requests_before, await api_requests.read(parent))
             burst = section.table(
                 f"burst: {args.burst} ConfigMap Subscriptions created at once (50 in flight)",
                 Table(["measure", "value"]),
@@ -219,6 +223,20 @@ async def _distribution(ctx: Context, *, push_pull: bool, template: bool) -> Non
                 fmt_number(throughput(args.burst * len(children), total), 1, "objects/s"),
             )
             usage_table(section, "processes during the burst", meter.stop(), meter.wall)
+            # The next scenarios (failover above all: a lost cluster's every Subscription is
+            # rescheduled) must not carry the burst along.
+            removed = await propagation.remove_burst(parent, args.burst, tag=ctx.tag)
+            burst.add(
+                "all Subscriptions deleted → their Descriptions gone (objects removed)",
+                fmt_seconds(removed),
+            )
+            requests_table = section.table(
+                "parent API server requests during the burst (`apiserver_request_total`, "
+                "the shadow API and proxies included)",
+                Table(["request (verb, resource, code)", "count", "per Subscription"]),
+            )
+            for row in api_requests.rows(mix, args.burst):
+                requests_table.add(*row)
             made = plots.latency_cdf(
                 ctx.images / "propagation.png", "Subscription → Deployment present", series
             )
@@ -284,6 +302,7 @@ async def profile_burst(
     folder = ctx.images / "profile"
     with profile.Profiler(ctx.processes, folder) as profiler:
         await propagation.burst(parent, seen, ctx.args.burst, ctx.children, tag=f"{ctx.tag}p")
+    await propagation.remove_burst(parent, ctx.args.burst, tag=f"{ctx.tag}p")
     section.note(
         f"**Profile of the burst.** The burst once more ({ctx.args.burst} Subscriptions, not "
         f"measured above), with py-spy sampling each Clusternet process {profile.RATE} times a "

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import jsonpatch
 import pytest
 
 from clusternet.apis import known
+from clusternet.controllermanager import aggregation
 from clusternet.controllermanager.aggregatestatus import (
     AggregateStatusController,
     description_changed,
@@ -25,7 +27,7 @@ from clusternet.controllermanager.aggregation import (
     subscription_condition,
     with_condition,
 )
-from clusternet.kube import Conflict
+from clusternet.kube import Conflict, Invalid, PatchType
 from clusternet.runtime import FakeClock, SharedInformerFactory
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
@@ -339,6 +341,40 @@ def test_description_updates_that_matter() -> None:
     assert description_changed(old, {**old, "status": {"phase": "Failure"}})
 
 
+@pytest.mark.parametrize(
+    ("status_before", "written", "guards"),
+    [
+        # no status yet (nothing bound): the whole status, guarded by its absence
+        (None, {"conditions": [{"type": "Deployed"}]},
+         {"/metadata/generation": 2, "/status/bindingClusters": None,
+          "/status/conditions": None, "/status": None}),
+        # bound by the scheduler: its fields are tested, not written
+        ({"bindingClusters": ["ns/c1"], "replicas": {"f": [1]}},
+         {"aggregatedStatuses": [{"feed": "f"}]},
+         {"/metadata/generation": 2, "/status/bindingClusters": ["ns/c1"]}),
+        # the conditions we replace (the scheduler's Scheduled among them) are tested
+        ({"bindingClusters": ["ns/c1"], "conditions": [{"type": "Scheduled"}]},
+         {"aggregatedStatuses": [], "conditions": [{"type": "Scheduled"}, {"type": "Deployed"}]},
+         {"/metadata/generation": 2, "/status/bindingClusters": ["ns/c1"],
+          "/status/conditions": [{"type": "Scheduled"}]}),
+    ],
+)  # fmt: skip
+def test_guarded_status_patch(
+    status_before: dict[str, Any] | None, written: dict[str, Any], guards: dict[str, Any]
+) -> None:
+    sub = subscription([DEPLOY], status_before)
+    if status_before is None:
+        del sub["status"]
+    ops = aggregation.guarded_status_patch(sub, written)
+    assert {op["path"]: op["value"] for op in ops if op["op"] == "test"} == guards
+    # jsonpatch (like RFC 6902) fails a test of an absent member; the API server accepts
+    # a test of null there: those guards are dropped to apply the rest locally.
+    local = [op for op in ops if not (op["op"] == "test" and op["value"] is None)]
+    patched = jsonpatch.apply_patch(sub, local)
+    assert patched["status"] == {**(status_before or {}), **written}
+    assert patched["spec"] == sub["spec"]
+
+
 # --- the controller around them (fake client, informers fed by hand, fake clock) -------------
 
 
@@ -362,6 +398,17 @@ class FakeRecorder:
 
     def event(self, obj: Any, type: str, reason: str, message: str) -> None:
         self.events.append((type, reason, message))
+
+
+def status_of(write: dict[str, Any]) -> dict[str, Any]:
+    """The status fields a guarded JSON patch writes."""
+    status: dict[str, Any] = {}
+    for op in write["patch"]:
+        if op["op"] == "add" and op["path"] == "/status":
+            status.update(op["value"])
+        elif op["op"] == "add":
+            status[op["path"].removeprefix("/status/")] = op["value"]
+    return status
 
 
 def upsert(informer: Any, obj: dict[str, Any]) -> None:
@@ -420,33 +467,36 @@ async def test_a_burst_of_description_updates_is_one_write(ctrl: Any) -> None:
     assert await drain(controller) == ["team-a/web"]
     (write,) = client.patches
     assert write["subresource"] == "status"
-    assert write["patch"]["metadata"] == {"resourceVersion": "10"}  # never a blind write
-    details = write["patch"]["status"]["aggregatedStatuses"][0]["feedStatusDetails"]
+    assert write["patch_type"] is PatchType.JSON
+    ops = write["patch"]
+    assert [op for op in ops if op["op"] == "test"] == [  # never a blind write
+        {"op": "test", "path": "/metadata/generation", "value": 2},
+        {"op": "test", "path": "/status/bindingClusters", "value": ["clusternet-a/child1"]},
+        # the cache has not seen the Pending condition written above: Deployed replaces none
+        {"op": "test", "path": "/status/conditions", "value": None},
+    ]
+    written = {op["path"]: op["value"] for op in ops if op["op"] == "add"}
+    details = written["/status/aggregatedStatuses"][0]["feedStatusDetails"]
     assert details == [{"clusterId": "id-1", "clusterName": "child1", "available": True,
                         "replicaStatus": {"replicas": 199}}]  # fmt: skip
-    assert "bindingClusters" not in write["patch"]["status"]
+    assert "/status/bindingClusters" not in written
     assert recorder.events[-1] == ("Normal", "Deployed", "1 feeds deployed to 1 clusters")
 
 
 async def test_a_new_binding_and_the_first_reports_are_one_write(ctrl: Any) -> None:
-    """Profiled under a burst: a write for "bound, nothing reported yet" and another a
-    moment later for the reports doubled the Subscription status writes."""
+    """Profiled under a burst: a write for "created, not bound" (NothingToDeploy), another
+    for "bound, nothing reported yet" and another a moment later for the reports tripled
+    the Subscription status writes, and the scheduler's binding, made from a cache without
+    the first, replaced the conditions it was in (a failed write, retried)."""
     controller, client, recorder, clock = ctrl
     upsert(controller.clusters, {"metadata": {"name": "child1", "namespace": "clusternet-a"},
                                  "spec": {"clusterId": "id-1"}})  # fmt: skip
     unbound = subscription([DEPLOY])
     upsert(controller.subscriptions, unbound)
-    await drain(controller)  # created, not bound anywhere: NothingToDeploy, at once
-    assert [p["patch"]["status"]["conditions"][0]["reason"] for p in client.patches] == [
-        "NothingToDeploy"
-    ]
-    client.patches.clear()
-    # The informer sees our write, then the scheduler's binding.
-    written = {**unbound, "status": {"conditions": [
-        {"type": "Deployed", "status": "False", "reason": "NothingToDeploy"}]}}  # fmt: skip
-    bound = {**written, "status": {**written["status"],
-                                   "bindingClusters": ["clusternet-a/child1"]}}  # fmt: skip
-    upsert(controller.subscriptions, written)
+    assert len(controller.queue) == 0  # gathered: the scheduler binds it in a moment
+    # The scheduler's binding, with its Scheduled condition.
+    bound = {**unbound, "status": {"bindingClusters": ["clusternet-a/child1"], "conditions": [
+        {"type": "Scheduled", "status": "True", "reason": "Scheduled"}]}}  # fmt: skip
     upsert(controller.subscriptions, bound)
     assert len(controller.queue) == 0  # gathered
     clock.advance(0.2)
@@ -454,9 +504,27 @@ async def test_a_new_binding_and_the_first_reports_are_one_write(ctrl: Any) -> N
     clock.advance(0.3)
     assert await drain(controller) == ["team-a/web"]
     (write,) = client.patches
-    (condition,) = write["patch"]["status"]["conditions"]
-    assert condition["reason"] == "Deployed"
-    assert [e[1] for e in recorder.events] == ["NothingToDeploy", "Deployed"]
+    scheduled, deployed = status_of(write)["conditions"]
+    assert scheduled["type"] == "Scheduled"  # kept, and tested: not overwritten if stale
+    assert deployed["reason"] == "Deployed"
+    assert [e[1] for e in recorder.events] == ["Deployed"]
+
+
+async def test_a_subscription_nothing_selects_says_so_after_the_window(ctrl: Any) -> None:
+    controller, client, recorder, clock = ctrl
+    upsert(controller.subscriptions, subscription([DEPLOY]))
+    assert await drain(controller) == []
+    clock.advance(0.5)
+    assert await drain(controller) == ["team-a/web"]
+    (write,) = client.patches
+    assert [c["reason"] for c in status_of(write)["conditions"]] == ["NothingToDeploy"]
+    assert [e[1] for e in recorder.events] == ["NothingToDeploy"]
+
+
+async def test_subscriptions_listed_at_start_are_reconciled_at_once(ctrl: Any) -> None:
+    controller, _, _, _ = ctrl
+    upsert(controller.subscriptions, subscription([NS], {"bindingClusters": ["ns/c1"]}))
+    assert await drain(controller) == ["team-a/web"]
 
 
 async def test_a_first_rollout_under_way_is_no_event(ctrl: Any) -> None:
@@ -468,7 +536,7 @@ async def test_a_first_rollout_under_way_is_no_event(ctrl: Any) -> None:
         subscription([DEPLOY], {"bindingClusters": ["clusternet-a/child1"]}),
     )
     await drain(controller)
-    ((_, condition),) = [(p, p["patch"]["status"]["conditions"][0]) for p in client.patches]
+    ((_, condition),) = [(p, status_of(p)["conditions"][0]) for p in client.patches]
     assert condition["reason"] == "Pending"  # written, so `kubectl get` shows it
     assert recorder.events == []  # but not announced: only its end (or a failure) is
 
@@ -486,17 +554,26 @@ async def test_a_render_error_on_a_base_brings_back_its_subscription(ctrl: Any) 
     clock.advance(0.5)  # gathered like Description events
     assert await drain(controller) == ["team-a/web"]
     (write,) = client.patches
-    (condition,) = write["patch"]["status"]["conditions"]
+    (condition,) = status_of(write)["conditions"]
     assert condition["reason"] == "InvalidInput"
     assert MISSING in condition["message"]
     assert recorder.events[-1][:2] == ("Warning", "InvalidInput")
 
 
-async def test_a_conflict_is_retried(ctrl: Any) -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Conflict(409, {"reason": "Conflict", "message": "the object has been modified"}),
+        # a failed test op: the binding, the feeds or the conditions changed meanwhile
+        Invalid(422, {"reason": "Invalid", "message": "the server rejected our request due to "
+                      "an error in our request"}),
+    ],
+)  # fmt: skip
+async def test_a_conflict_is_retried(ctrl: Any, failure: Exception) -> None:
     controller, client, _, clock = ctrl
     sub = subscription([NS])
     sub["metadata"]["resourceVersion"] = "10"
-    client.fail = Conflict(409, {"reason": "Conflict", "message": "the object has been modified"})
+    client.fail = failure
     upsert(controller.subscriptions, sub)
     await drain(controller)
     assert client.patches == []

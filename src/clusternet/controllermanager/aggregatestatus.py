@@ -11,10 +11,13 @@ fields being overwritten); a bound ManagedCluster appearing, going away or chang
 
 Description events are coalesced: the Subscription is queued ``coalesce`` seconds after the
 first event of a burst, so thousands of Descriptions reporting at once make one write.  Writes
-are merge patches of ``aggregatedStatuses`` and ``conditions`` on the status subresource with
-the cached resourceVersion as a precondition, so the scheduler's fields (bindingClusters,
-replicas, specHash, the ``Scheduled`` condition) are never overwritten with stale values; a
-conflict is retried once the cache has caught up.  Nothing is written when nothing changed.
+are JSON patches of ``aggregatedStatuses`` and ``conditions`` on the status subresource,
+guarded by ``test`` ops on what they were computed from (the generation, ``bindingClusters``,
+the conditions they replace), so the scheduler's fields (bindingClusters, replicas, specHash,
+the ``Scheduled`` condition) are never overwritten with stale values, while a write elsewhere
+on the Subscription (its finalizer) does not fail them as a resourceVersion precondition
+did; a failed test is retried once the cache has caught up.  Nothing is written when nothing
+changed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from clusternet.apis import known
 from clusternet.apis.apps.v1alpha1 import GROUP, VERSION
 from clusternet.controllermanager import aggregation
 from clusternet.controllermanager.registration import CLUSTERS_API_VERSION
-from clusternet.kube import ApiError, Conflict, Invalid, KubeClient, NotFound, Object
+from clusternet.kube import ApiError, Conflict, Invalid, KubeClient, NotFound, Object, PatchType
 from clusternet.runtime import (
     Clock,
     DeletedFinalStateUnknown,
@@ -130,7 +133,7 @@ class AggregateStatusController:
         self.subscriptions.add_indexer(_SUBSCRIPTIONS_BY_UID, _subscription_uid)
         self.subscriptions.add_indexer(_SUBSCRIPTIONS_BY_CLUSTER, _binding_clusters)
         self.subscriptions.add_event_handler(
-            on_add=self._enqueue,
+            on_add=self._subscription_added,
             # Gathered like Description events: a new binding is followed within the window
             # by the Descriptions' first reports, and one status write then says both.
             on_update=lambda old, new: (
@@ -172,6 +175,15 @@ class AggregateStatusController:
 
     def _enqueue(self, obj: Object | DeletedFinalStateUnknown) -> None:
         self.queue.add(object_key(obj))
+
+    def _subscription_added(self, sub: Object) -> None:
+        if _binding_clusters(sub) or (sub.get("status") or {}).get("conditions"):
+            self._enqueue(sub)  # known already (a restart's first list): at once
+        else:
+            # Just created: the scheduler binds it within milliseconds.  Writing
+            # NothingToDeploy at once cost a write per Subscription, and the scheduler's
+            # binding, made from a cache without it, replaced the conditions it was in.
+            self.queue.add_after(object_key(sub), self.coalesce)
 
     def _description_updated(self, old: Object, new: Object) -> None:
         if description_changed(old, new):
@@ -228,23 +240,27 @@ class AggregateStatusController:
         if status is None:
             return None
         meta = sub["metadata"]
-        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         try:
             await self.client.patch(
                 APPS_API_VERSION,
                 "Subscription",
                 meta["name"],
-                patch,
+                aggregation.guarded_status_patch(sub, status),
+                patch_type=PatchType.JSON,
                 namespace=meta["namespace"],
                 subresource="status",
             )
         except NotFound:
             return None  # deleted meanwhile
         except Conflict:
-            # Our cache is behind: the newer Subscription is on its way; retry after it.
             self.queue.add_rate_limited(key)
             return None
         except Invalid as err:
+            if err.failed_patch_test:
+                # Our cache is behind (new feeds, a new binding, or conditions written
+                # meanwhile): the newer Subscription is on its way; retry after it.
+                self.queue.add_rate_limited(key)
+                return None
             # Not something a retry fixes; the next change of the inputs brings it back.
             self.recorder.event(sub, "Warning", "FailedAggregatingStatus", err.message)
             return None

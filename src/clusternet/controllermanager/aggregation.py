@@ -297,6 +297,33 @@ def status_patch(
     return patch or None
 
 
+def guarded_status_patch(subscription: Object, status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch (RFC 6902, on the status subresource) writing ``status`` (from
+    :func:`status_patch`), guarded by ``test`` ops on what it was computed from: the
+    generation (the feeds), ``status.bindingClusters`` (the scheduler's), and the conditions
+    it replaces.  Other writes meanwhile (the finalizer and label of the Subscription
+    controller, the scheduler's replicas) do not fail it; a precondition on the
+    ``resourceVersion`` made the write of most Subscriptions of a burst fail once (409) and
+    go again.  An absent member is tested as ``null``."""
+    current = subscription.get("status") or {}
+    ops: list[dict[str, Any]] = []
+    generation = subscription["metadata"].get("generation")
+    if generation is not None:
+        ops.append({"op": "test", "path": "/metadata/generation", "value": generation})
+    ops.append(
+        {"op": "test", "path": "/status/bindingClusters", "value": current.get("bindingClusters")}
+    )
+    if "conditions" in status:
+        ops.append({"op": "test", "path": "/status/conditions", "value": current.get("conditions")})
+    if "status" not in subscription:
+        ops.append({"op": "test", "path": "/status", "value": None})
+        ops.append({"op": "add", "path": "/status", "value": dict(status)})
+        return ops
+    for field, value in status.items():
+        ops.append({"op": "add", "path": f"/status/{field}", "value": value})
+    return ops
+
+
 def bound_clusters(
     binding_clusters: Iterable[str], cluster_ids: Mapping[str, str]
 ) -> list[BoundCluster]:

@@ -104,14 +104,8 @@ async def ensure_finalizer(
 
 
 def _cache_was_behind(err: Invalid) -> bool:
-    """A failed ``test`` op, or a finalizer added to an object whose deletion began meanwhile.
-
-    kube-apiserver answers a failed ``test`` with a 422 that says no more than "the server
-    rejected our request due to an error in our request" and names no field; a validation
-    error of the patched object names its fields in ``details.causes``."""
-    if "no new finalizers can be added" in err.message:
-        return True
-    return not err.causes and "rejected our request" in err.message
+    """A failed ``test`` op, or a finalizer added to an object whose deletion began meanwhile."""
+    return err.failed_patch_test or "no new finalizers can be added" in err.message
 
 
 async def delete(client: KubeClient, obj: Object) -> str | None:

@@ -76,6 +76,14 @@ class Invalid(ApiError):
         causes = self.details.get("causes")
         return causes if isinstance(causes, list) else []
 
+    @property
+    def failed_patch_test(self) -> bool:
+        """Whether this is a JSON patch whose ``test`` op failed: the object changed since
+        the patch was made (retry after the newer one).  kube-apiserver says no more than
+        "the server rejected our request due to an error in our request" and names no
+        field; a validation error of the patched object names its fields in ``causes``."""
+        return not self.causes and "rejected our request" in self.message
+
 
 class TooManyRequests(ApiError):
     """429: API Priority and Fairness rejected the request; retry after ``retry_after``."""
