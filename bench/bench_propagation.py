@@ -252,6 +252,8 @@ async def remove_burst(parent: KubeClient, count: int, tag: str = "", limit: flo
                 timeout_seconds=60,
             ) as events:
                 async for event in events:
+                    if event.type == "BOOKMARK":
+                        continue  # only a newer resourceVersion
                     meta = event.object["metadata"]
                     key = f"{meta.get('namespace')}/{meta['name']}"
                     if event.type == "DELETED":

@@ -551,7 +551,8 @@ async def follow(
                 resource_version=listed["metadata"]["resourceVersion"],
             ) as events:
                 async for event in events:
-                    latest.set(where, None if event.type == "DELETED" else event.object)
+                    if event.type != "BOOKMARK":
+                        latest.set(where, None if event.type == "DELETED" else event.object)
         except asyncio.CancelledError:
             raise
         except Exception:  # a child API server unreachable for a moment: list again
