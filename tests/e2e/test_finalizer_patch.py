@@ -17,7 +17,7 @@ import pytest
 
 from clusternet.apis import known
 from clusternet.controllermanager import finalizers
-from clusternet.kube import Conflict, Invalid, KubeClient
+from clusternet.kube import Conflict, Invalid, KubeClient, PatchType
 from clusternet.local.testing import Clusters
 
 OURS = known.APP_FINALIZER
@@ -118,3 +118,18 @@ async def test_a_concurrent_change_of_finalizers_or_labels_is_a_conflict(
     for key, value in theirs.items():
         assert current["metadata"][key] == value  # theirs is not overwritten
     await release(parent, current)
+
+
+async def test_a_test_op_matches_strings_go_escapes(parent: KubeClient, namespace: str) -> None:
+    """kube-apiserver compares a ``test`` op's string with the stored one as the raw bytes Go
+    writes (``<`` as ``\\u003c``, UTF-8 as is): a condition message with ``<`` failed every
+    guarded status write until the client sent JSON patches the same way."""
+    text = 'parse error in "<unicode string>" & caf\u00e9'
+    await created(parent, namespace, "strings", annotations={"message": text})
+    patched = await parent.patch(
+        "v1", "ConfigMap", "strings",
+        [{"op": "test", "path": "/metadata/annotations/message", "value": text},
+         {"op": "add", "path": "/data/b", "value": "2"}],
+        patch_type=PatchType.JSON, namespace=namespace,
+    )  # fmt: skip
+    assert patched["data"] == {"a": "1", "b": "2"}

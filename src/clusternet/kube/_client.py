@@ -56,6 +56,23 @@ class PatchType(StrEnum):
     APPLY = "application/apply-patch+yaml"  # server-side apply (JSON is valid YAML)
 
 
+def go_json(value: Any) -> bytes:
+    """``value`` as JSON in the bytes Go's ``encoding/json`` writes for it: UTF-8 as is,
+    ``<``, ``>`` and ``&`` as ``\\u003c``, ``\\u003e``, ``\\u0026``, U+2028/U+2029 escaped.
+
+    kube-apiserver's JSON patch compares a ``test`` op's string with the stored object's as
+    raw bytes of the object it re-encodes in Go: "a <b>" written by Python's default encoder
+    never equals its own value stored there.  (Those characters appear only inside strings
+    in JSON, so replacing them in the text is safe.)"""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (
+        ("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
+        ("\u2028", "\\u2028"), ("\u2029", "\\u2029"),
+    ):  # fmt: skip
+        text = text.replace(char, escaped)
+    return text.encode()
+
+
 class PropagationPolicy(StrEnum):
     ORPHAN = "Orphan"
     BACKGROUND = "Background"
@@ -322,8 +339,9 @@ class KubeClient:
             raise ValueError("force only applies to server-side apply")
         label = f"{res.plural}/{subresource}" if subresource else res.plural
         path = res.path(_namespace_for(res, namespace), name, subresource)
+        body: Any = go_json(patch) if patch_type is PatchType.JSON else patch
         return await self._json(
-            "patch", label, "PATCH", path, params=params, body=patch, content_type=patch_type
+            "patch", label, "PATCH", path, params=params, body=body, content_type=patch_type
         )
 
     async def apply(
